@@ -1,0 +1,37 @@
+import { join, resolve } from 'node:path';
+
+/** Runtime configuration, from flags and environment. No I/O here: the CLI reads files and passes values in. */
+export interface Config {
+  /** Where the embedded database, backups and the files provider's root live. */
+  dataDir: string;
+  /** `postgres://...` selects PostgreSQL; unset means SQLite in `dataDir/hmc.db`. */
+  databaseUrl: string | undefined;
+  host: string;
+  port: number;
+  /** Root of the files provider (one home directory per user). */
+  filesRoot: string;
+  /** In-process workers to run (SQLite: always at least one when serving). */
+  workers: number;
+  /** Job lease; a worker that stops heartbeating loses its jobs after this long. */
+  jobLeaseMs: number;
+  /** bcrypt cost for new passwords ({BLF-CRYPT}). */
+  bcryptCost: number;
+  logLevel: string;
+}
+
+/** Configuration from environment variables, with the embedded defaults. */
+export function configFromEnv(env: NodeJS.ProcessEnv, overrides: Partial<Config> = {}): Config {
+  const dataDir = resolve(overrides.dataDir ?? env.HMC_DATA_DIR ?? './data');
+  const num = (v: string | undefined, d: number) => (v !== undefined && v !== '' && Number.isFinite(Number(v)) ? Number(v) : d);
+  return {
+    dataDir,
+    databaseUrl: overrides.databaseUrl ?? (env.HMC_DATABASE_URL || undefined),
+    host: overrides.host ?? env.HMC_HOST ?? '127.0.0.1',
+    port: overrides.port ?? num(env.HMC_PORT, 8080),
+    filesRoot: resolve(overrides.filesRoot ?? env.HMC_FILES_ROOT ?? join(dataDir, 'homes')),
+    workers: overrides.workers ?? num(env.HMC_WORKERS, 2),
+    jobLeaseMs: overrides.jobLeaseMs ?? num(env.HMC_JOB_LEASE_MS, 30_000),
+    bcryptCost: overrides.bcryptCost ?? num(env.HMC_BCRYPT_COST, 10),
+    logLevel: overrides.logLevel ?? env.HMC_LOG_LEVEL ?? 'info',
+  };
+}

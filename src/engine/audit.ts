@@ -1,0 +1,50 @@
+import { newId } from '../core/ids.js';
+import type { Principal } from '../core/tenancy.js';
+import type { Db } from '../store/db.js';
+import type { TargetSpec } from './procedure.js';
+
+export interface AuditEntry {
+  requestId: string;
+  principal: Principal;
+  procedure: string;
+  /** execute: the procedure ran; compensate: its undo ran; complete: the request became terminal. */
+  phase: 'execute' | 'compensate' | 'complete';
+  outcome: string;
+  target: TargetSpec | null;
+  /** Already redacted. */
+  input: unknown;
+  before: unknown;
+  after: unknown;
+  error: unknown;
+  durationMs: number;
+  now: number;
+}
+
+const json = (v: unknown): string | null => (v === undefined ? null : JSON.stringify(v));
+
+/** Append one audit entry in the caller's transaction (the table refuses updates and deletes). */
+export async function appendAudit(tx: Db, e: AuditEntry): Promise<void> {
+  await tx
+    .insertInto('audit_log')
+    .values({
+      id: newId('audit'),
+      request_id: e.requestId,
+      at: e.now,
+      actor: e.principal.actor,
+      token_id: e.principal.tokenId,
+      caller_role: e.principal.role,
+      reseller_id: e.target?.resellerId ?? null,
+      org_id: e.target?.orgId ?? null,
+      procedure: e.procedure,
+      phase: e.phase,
+      outcome: e.outcome,
+      target_type: e.target?.type ?? null,
+      target_id: e.target?.id ?? null,
+      input: json(e.input),
+      before: json(e.before),
+      after: json(e.after),
+      error: json(e.error ?? undefined),
+      duration_ms: Math.round(e.durationMs),
+    })
+    .execute();
+}

@@ -1,0 +1,514 @@
+import { EventEmitter } from 'node:events';
+import type { TSchema } from '@sinclair/typebox';
+import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler';
+import type { Logger } from 'pino';
+import { Errors, HmcError, isHmcError } from '../core/errors.js';
+import { newId } from '../core/ids.js';
+import { roleCovers, SYSTEM, type Principal } from '../core/tenancy.js';
+import { isUniqueViolation, type Db, type Store } from '../store/db.js';
+import { canonicalJson, redact, sha256, splitSecrets } from './redact.js';
+import type { BillingEventSpec, JobSpec, PrepareDeps, ProcContext, Procedure, TargetSpec } from './procedure.js';
+import { withSavepoint, type TxRunner } from './tx-runner.js';
+import { cancelQueuedJobs, failJob, insertJobs, openJobCount, type JobRow } from './queue.js';
+import { appendAudit } from './audit.js';
+
+export const REQUEST_STATES = ['running', 'compensating', 'succeeded', 'failed'] as const;
+export type RequestState = (typeof REQUEST_STATES)[number];
+
+/** The batch runner's own job kind. Persisted: never rename. */
+export const BATCH_JOB = 'engine.run_batch';
+/** Items of a batch processed per transaction. */
+const BATCH_CHUNK = 100;
+/** Largest batch accepted in one request. */
+export const MAX_BATCH_ITEMS = 100_000;
+
+export interface JobContext {
+  signal: AbortSignal;
+  log: Logger;
+  requestId: string;
+  jobId: number;
+}
+
+/** A job kind's handler: converges a back end to the desired state; must be idempotent. */
+export interface JobHandler {
+  run(payload: unknown, ctx: JobContext): Promise<void>;
+  /** The host enforces this; a timeout is retryable. */
+  timeoutMs?: number;
+}
+
+export interface SubmitOptions {
+  idempotencyKey?: string;
+}
+
+export interface SubmitResult<R = unknown> {
+  requestId: string;
+  state: RequestState;
+  result: R;
+  /** True when an Idempotency-Key matched an earlier request and this is its stored answer. */
+  replayed: boolean;
+}
+
+export interface EngineMetrics {
+  observe(procedure: string, outcome: 'ok' | 'rejected' | 'error', seconds: number): void;
+  jobFinished(kind: string, outcome: 'done' | 'retry' | 'failed', seconds: number): void;
+}
+
+export interface EngineDeps {
+  store: Store;
+  txr: TxRunner;
+  log: Logger;
+  prepare: PrepareDeps;
+  metrics?: EngineMetrics;
+}
+
+interface Recorded {
+  target: TargetSpec | null;
+  before: unknown;
+  after: unknown;
+  jobs: JobSpec[];
+  events: BillingEventSpec[];
+  compensation: unknown;
+}
+
+const newRecorded = (): Recorded => ({ target: null, before: undefined, after: undefined, jobs: [], events: [], compensation: undefined });
+
+const json = (v: unknown): string | null => (v === undefined ? null : JSON.stringify(v));
+
+/**
+ * The provisioning engine (HMC's MPS): validates, authorizes and runs procedures in one transaction
+ * each, keeps requests as durable records, and turns job outcomes into request outcomes, running a
+ * procedure's compensation when one of its jobs fails for good.
+ */
+export class Engine {
+  readonly store: Store;
+  readonly txr: TxRunner;
+  readonly log: Logger;
+  private readonly procedures = new Map<string, Procedure<any, any, any>>();
+  private readonly validators = new Map<string, TypeCheck<TSchema>>();
+  private readonly handlers = new Map<string, JobHandler>();
+  private readonly prepareDeps: PrepareDeps;
+  private readonly metrics: EngineMetrics | undefined;
+  /** Emits 'jobs' when a commit queued jobs, so in-process workers wake at once. */
+  readonly signals = new EventEmitter();
+
+  constructor(deps: EngineDeps) {
+    this.store = deps.store;
+    this.txr = deps.txr;
+    this.log = deps.log;
+    this.prepareDeps = deps.prepare;
+    this.metrics = deps.metrics;
+    this.signals.setMaxListeners(0);
+    this.handlers.set(BATCH_JOB, { run: (p, ctx) => this.runBatch(p, ctx), timeoutMs: 30 * 60_000 });
+  }
+
+  get db(): Db {
+    return this.store.db;
+  }
+
+  /** Register procedures (each id once). */
+  register(...procs: Procedure<any, any, any>[]): this {
+    for (const p of procs) {
+      if (this.procedures.has(p.id)) throw new Error(`procedure ${p.id} registered twice`);
+      this.procedures.set(p.id, p);
+      this.validators.set(p.id, TypeCompiler.Compile(p.input));
+    }
+    return this;
+  }
+
+  /** Register the handler for a job kind. */
+  handle(kind: string, handler: JobHandler): this {
+    if (this.handlers.has(kind)) throw new Error(`job kind ${kind} registered twice`);
+    this.handlers.set(kind, handler);
+    return this;
+  }
+
+  handler(kind: string): JobHandler | undefined {
+    return this.handlers.get(kind);
+  }
+
+  procedure(id: string): Procedure<any, any, any> {
+    const p = this.procedures.get(id);
+    if (!p) throw Errors.notFound(`no procedure ${id}`);
+    return p;
+  }
+
+  procedureIds(): string[] {
+    return [...this.procedures.keys()];
+  }
+
+  /** Validate `input` against a procedure's schema; 400 `invalid_request` with the failing fields. */
+  validate(procId: string, input: unknown): unknown {
+    const check = this.validators.get(procId);
+    if (!check) throw Errors.notFound(`no procedure ${procId}`);
+    if (check.Check(input)) return input;
+    const errors = [...check.Errors(input)].slice(0, 20).map((e) => ({ path: e.path || '/', message: e.message }));
+    throw Errors.invalidRequest(`input does not match ${procId}: ${errors[0]?.path} ${errors[0]?.message}`, { errors });
+  }
+
+  /** Submit one procedure call as a request. */
+  async submit<R = unknown>(principal: Principal, procId: string, rawInput: unknown, opts: SubmitOptions = {}): Promise<SubmitResult<R>> {
+    const started = performance.now();
+    const proc = this.procedure(procId);
+    try {
+      const input = this.validate(procId, rawInput);
+      if (!roleCovers(principal.role, proc.minRole)) throw Errors.forbidden(`${procId} needs the ${proc.minRole} role or higher`);
+      const redacted = redact(input, proc.secrets);
+      const inputHash = sha256(procId + canonicalJson(redacted));
+      const key = opts.idempotencyKey && principal.tokenId ? opts.idempotencyKey : undefined;
+      if (key) {
+        const prior = await this.findByKey(principal.tokenId!, key);
+        if (prior) return this.replay<R>(prior, inputHash);
+      }
+      const prepared = proc.prepare ? await proc.prepare(input as never, this.prepareDeps) : input;
+      let out: { requestId: string; state: RequestState; result: R; jobs: number };
+      try {
+        out = await this.txr.run(async (tx) => {
+          const requestId = newId('request');
+          const now = Date.now();
+          const rec = newRecorded();
+          const t0 = performance.now();
+          const result = (await proc.run(this.context(tx, principal, requestId, now, rec), prepared)) as R;
+          const state: RequestState = rec.jobs.length > 0 ? 'running' : 'succeeded';
+          await tx
+            .insertInto('requests')
+            .values({
+              id: requestId,
+              procedure: procId,
+              state,
+              actor: principal.actor,
+              token_id: principal.tokenId,
+              caller_role: principal.role,
+              principal: JSON.stringify(principal),
+              reseller_id: rec.target?.resellerId ?? null,
+              org_id: rec.target?.orgId ?? null,
+              target_type: rec.target?.type ?? null,
+              target_id: rec.target?.id ?? null,
+              input: JSON.stringify(redacted),
+              result: json(result),
+              idempotency_key: key ?? null,
+              input_hash: inputHash,
+              compensation: json(rec.compensation),
+              jobs_total: rec.jobs.length,
+              created_at: now,
+              updated_at: now,
+              finished_at: state === 'succeeded' ? now : null,
+            })
+            .execute();
+          await this.writeRecorded(tx, requestId, principal, procId, rec, now, null);
+          await appendAudit(tx, {
+            requestId, principal, procedure: procId, phase: 'execute', outcome: state === 'succeeded' ? 'succeeded' : 'accepted',
+            target: rec.target, input: redacted, before: rec.before, after: rec.after, error: null, durationMs: performance.now() - t0, now,
+          });
+          return { requestId, state, result, jobs: rec.jobs.length };
+        });
+      } catch (e) {
+        if (key && isUniqueViolation(e)) {
+          // a concurrent request with the same key won the race: answer with it
+          const prior = await this.findByKey(principal.tokenId!, key);
+          if (prior) return this.replay<R>(prior, inputHash);
+        }
+        throw e;
+      }
+      if (out.jobs > 0) this.signals.emit('jobs');
+      this.metrics?.observe(procId, 'ok', (performance.now() - started) / 1000);
+      return { requestId: out.requestId, state: out.state, result: out.result, replayed: false };
+    } catch (e) {
+      const err = this.mapError(e);
+      this.metrics?.observe(procId, err.kind === 'internal' || err.kind === 'unavailable' ? 'error' : 'rejected', (performance.now() - started) / 1000);
+      throw err;
+    }
+  }
+
+  /**
+   * Submit a batch: one request of many items of one procedure, run in the background by a batch
+   * job with per-item results and progress. One bad item never aborts the batch.
+   */
+  async submitBatch(principal: Principal, procId: string, items: Record<string, unknown>[], opts: SubmitOptions & { target: TargetSpec }): Promise<SubmitResult<{ items: number }>> {
+    const proc = this.procedure(procId);
+    if (!roleCovers(principal.role, proc.minRole)) throw Errors.forbidden(`${procId} needs the ${proc.minRole} role or higher`);
+    if (items.length === 0) throw Errors.invalidRequest('a batch needs at least one item');
+    if (items.length > MAX_BATCH_ITEMS) throw Errors.tooManyItems(`a batch holds at most ${MAX_BATCH_ITEMS} items`);
+    const summary = { batch: procId, items: items.length, target: opts.target.id };
+    const inputHash = sha256(`batch:${procId}` + canonicalJson(items.map((i) => redact(i, proc.secrets))));
+    const key = opts.idempotencyKey && principal.tokenId ? opts.idempotencyKey : undefined;
+    if (key) {
+      const prior = await this.findByKey(principal.tokenId!, key);
+      if (prior) return this.replay(prior, inputHash);
+    }
+    const requestId = newId('request');
+    const now = Date.now();
+    try {
+      await this.txr.run(async (tx) => {
+        await tx
+          .insertInto('requests')
+          .values({
+            id: requestId, procedure: procId, state: 'running', actor: principal.actor, token_id: principal.tokenId,
+            caller_role: principal.role, principal: JSON.stringify(principal), reseller_id: opts.target.resellerId,
+            org_id: opts.target.orgId, target_type: opts.target.type, target_id: opts.target.id, input: JSON.stringify(summary),
+            result: null, idempotency_key: key ?? null, input_hash: inputHash, items_total: items.length, jobs_total: 1,
+            created_at: now, updated_at: now,
+          })
+          .execute();
+        for (let i = 0; i < items.length; i += 500) {
+          await tx
+            .insertInto('request_items')
+            .values(
+              items.slice(i, i + 500).map((item, j) => {
+                const { open, secret } = splitSecrets(item, proc.secrets);
+                return { request_id: requestId, seq: i + j, state: 'pending', input: JSON.stringify(open), secret: json(secret ?? undefined) };
+              }),
+            )
+            .execute();
+        }
+        await insertJobs(tx, requestId, 'forward', [{ kind: BATCH_JOB, payload: { requestId }, queueKey: `batch:${requestId}`, maxAttempts: 20 }], now);
+        await appendAudit(tx, {
+          requestId, principal, procedure: procId, phase: 'execute', outcome: 'accepted', target: opts.target, input: summary,
+          before: undefined, after: undefined, error: null, durationMs: 0, now,
+        });
+      });
+    } catch (e) {
+      if (key && isUniqueViolation(e)) {
+        const prior = await this.findByKey(principal.tokenId!, key);
+        if (prior) return this.replay(prior, inputHash);
+      }
+      throw this.mapError(e);
+    }
+    this.signals.emit('jobs');
+    return { requestId, state: 'running', result: { items: items.length }, replayed: false };
+  }
+
+  /** The batch job: processes pending items in chunks, each chunk one transaction, each item a savepoint. */
+  private async runBatch(payload: unknown, ctx: JobContext): Promise<void> {
+    const { requestId } = payload as { requestId: string };
+    const req = await this.db.selectFrom('requests').selectAll().where('id', '=', requestId).executeTakeFirst();
+    if (!req) return;
+    const proc = this.procedure(req.procedure as string);
+    const principal = JSON.parse(req.principal as string) as Principal;
+    for (;;) {
+      if (ctx.signal.aborted) throw Errors.unavailable('batch interrupted', { retryable: true });
+      const rows = await this.db
+        .selectFrom('request_items')
+        .select(['seq', 'input', 'secret'])
+        .where('request_id', '=', requestId)
+        .where('state', '=', 'pending')
+        .orderBy('seq')
+        .limit(BATCH_CHUNK)
+        .execute();
+      if (rows.length === 0) return;
+      // Validation and slow preparation (password hashing) happen outside the transaction.
+      const prepared = await Promise.all(
+        rows.map(async (r) => {
+          const input = { ...JSON.parse(r.input as string), ...(r.secret ? JSON.parse(r.secret as string) : {}) };
+          try {
+            const valid = this.validate(proc.id, input);
+            return { seq: Number(r.seq), input: valid, prepared: proc.prepare ? await proc.prepare(valid as never, this.prepareDeps) : valid, error: null as HmcError | null };
+          } catch (e) {
+            return { seq: Number(r.seq), input, prepared: null, error: this.mapError(e) };
+          }
+        }),
+      );
+      let queued = 0;
+      await this.txr.run(async (tx) => {
+        let ok = 0;
+        let failed = 0;
+        for (const item of prepared) {
+          const now = Date.now();
+          let result: unknown = null;
+          let error: HmcError | null = item.error;
+          let rec = newRecorded();
+          if (!error) {
+            const t0 = performance.now();
+            try {
+              result = await withSavepoint(tx, async () => {
+                rec = newRecorded();
+                const r = await proc.run(this.context(tx, principal, requestId, now, rec), item.prepared);
+                await this.writeRecorded(tx, requestId, principal, proc.id, rec, now, item.seq);
+                await appendAudit(tx, {
+                  requestId, principal, procedure: proc.id, phase: 'execute', outcome: 'succeeded', target: rec.target,
+                  input: redact(item.input, proc.secrets), before: rec.before, after: rec.after, error: null, durationMs: performance.now() - t0, now,
+                });
+                return r;
+              });
+              queued += rec.jobs.length;
+            } catch (e) {
+              error = this.mapError(e);
+            }
+          }
+          if (error) failed++;
+          else ok++;
+          await tx
+            .updateTable('request_items')
+            .set({
+              state: error ? 'failed' : 'succeeded',
+              secret: null,
+              result: error ? null : json(result),
+              error: error ? JSON.stringify(error.toJSON()) : null,
+              compensation: error ? null : json(rec.compensation),
+            })
+            .where('request_id', '=', requestId)
+            .where('seq', '=', item.seq)
+            .execute();
+        }
+        await tx
+          .updateTable('requests')
+          .set((eb) => ({
+            items_done: eb('items_done', '+', ok + failed),
+            items_failed: eb('items_failed', '+', failed),
+            jobs_total: eb('jobs_total', '+', queued),
+            updated_at: Date.now(),
+          }))
+          .where('id', '=', requestId)
+          .execute();
+      });
+      if (queued > 0) this.signals.emit('jobs');
+    }
+  }
+
+  private context(tx: Db, principal: Principal, requestId: string, now: number, rec: Recorded): ProcContext {
+    const ctx: ProcContext = {
+      tx,
+      dialect: this.store.dialect,
+      principal,
+      requestId,
+      now,
+      log: this.log,
+      enqueue: (job) => void rec.jobs.push(job),
+      target: (t) => {
+        rec.target ??= t;
+      },
+      diff: (before, after) => {
+        if (rec.before === undefined) rec.before = before;
+        rec.after = after;
+      },
+      event: (e) => void rec.events.push(e),
+      compensation: (data) => {
+        rec.compensation ??= data;
+      },
+      call: async (p, input) => {
+        if (!roleCovers(principal.role, p.minRole)) throw Errors.forbidden(`${p.id} needs the ${p.minRole} role or higher`);
+        return p.run(ctx, input);
+      },
+    };
+    return ctx;
+  }
+
+  private async writeRecorded(tx: Db, requestId: string, _principal: Principal, _procId: string, rec: Recorded, now: number, itemSeq: number | null): Promise<void> {
+    await insertJobs(tx, requestId, 'forward', rec.jobs, now, itemSeq);
+    if (rec.events.length > 0) {
+      await tx
+        .insertInto('billing_events')
+        .values(
+          rec.events.map((e) => ({
+            id: newId('event'), at: now, reseller_id: e.resellerId, org_id: e.orgId, object_type: e.objectType, object_id: e.objectId,
+            event: e.event, request_id: requestId, data: json(e.data),
+          })),
+        )
+        .execute();
+    }
+  }
+
+  private async findByKey(tokenId: string, key: string): Promise<Record<string, any> | undefined> {
+    return this.db.selectFrom('requests').selectAll().where('token_id', '=', tokenId).where('idempotency_key', '=', key).executeTakeFirst();
+  }
+
+  private replay<R>(prior: Record<string, any>, inputHash: string): SubmitResult<R> {
+    if (prior.input_hash !== inputHash) {
+      throw Errors.idempotencyKeyReused('this Idempotency-Key was used for a different request');
+    }
+    const result = prior.result ? JSON.parse(prior.result) : prior.items_total > 0 ? { items: prior.items_total } : null;
+    return { requestId: prior.id, state: prior.state, result, replayed: true };
+  }
+
+  /** Anything that is not an HmcError becomes one: unique violations are conflicts, the rest internal. */
+  mapError(e: unknown): HmcError {
+    if (isHmcError(e)) return e;
+    if (isUniqueViolation(e)) return Errors.nameTaken('an object with this name already exists', { cause: e });
+    this.log.error({ err: e }, 'unexpected error');
+    return Errors.internal('internal error', { cause: e, retryable: true });
+  }
+
+  // ---- job outcomes (called by workers) ----
+
+  metricsJob(kind: string, outcome: 'done' | 'retry' | 'failed', seconds: number): void {
+    this.metrics?.jobFinished(kind, outcome, seconds);
+  }
+
+  /**
+   * A job failed for good. In one transaction: mark it failed (fenced), cancel what of its request has
+   * not started, and run the procedure's compensation, which writes the undo and queues its jobs.
+   */
+  async jobFailedForGood(job: JobRow, owner: string, error: HmcError): Promise<void> {
+    let queued = false;
+    await this.txr.run(async (tx) => {
+      if (!(await failJob(tx, job.id, owner, JSON.stringify(error.toJSON())))) return;
+      const req = await tx.selectFrom('requests').selectAll().where('id', '=', job.request_id).executeTakeFirst();
+      if (!req) return;
+      const now = Date.now();
+      const principal = JSON.parse(req.principal as string) as Principal;
+      const proc = this.procedures.get(req.procedure as string);
+      if (job.phase === 'compensation') {
+        await tx.updateTable('requests').set({ error: JSON.stringify({ code: 'compensation_failed', kind: 'internal', message: `compensation job ${job.kind} failed: ${error.message}` }), updated_at: now }).where('id', '=', req.id).execute();
+      } else if (job.item_seq !== null) {
+        // one item of a batch: undo that item alone
+        await cancelQueuedJobs(tx, req.id, 'forward', job.item_seq, now);
+        const item = await tx.selectFrom('request_items').selectAll().where('request_id', '=', req.id).where('seq', '=', job.item_seq).executeTakeFirst();
+        if (item && item.state !== 'failed') {
+          await tx.updateTable('request_items').set({ state: 'failed', error: JSON.stringify(error.toJSON()) }).where('request_id', '=', req.id).where('seq', '=', job.item_seq).execute();
+          await tx.updateTable('requests').set((eb) => ({ items_failed: eb('items_failed', '+', 1), updated_at: now })).where('id', '=', req.id).execute();
+          queued = (await this.compensate(tx, req, principal, proc, item.compensation ? JSON.parse(item.compensation as string) : undefined, job.item_seq, now)) || queued;
+        }
+      } else if (req.state === 'running') {
+        await cancelQueuedJobs(tx, req.id, 'forward', null, now);
+        await tx.updateTable('requests').set({ state: 'compensating', error: JSON.stringify(error.toJSON()), updated_at: now }).where('id', '=', req.id).execute();
+        queued = await this.compensate(tx, req, principal, proc, req.compensation ? JSON.parse(req.compensation as string) : undefined, null, now);
+      }
+      await this.finishIfDone(tx, req.id as string);
+    });
+    if (queued) this.signals.emit('jobs');
+  }
+
+  private async compensate(tx: Db, req: Record<string, any>, principal: Principal, proc: Procedure<any, any, any> | undefined, data: unknown, itemSeq: number | null, now: number): Promise<boolean> {
+    if (!proc?.compensate || data === undefined) return false;
+    const t0 = performance.now();
+    const rec = newRecorded();
+    await proc.compensate(this.context(tx, { ...SYSTEM, actor: `compensation of ${req.id}` }, req.id, now, rec), data);
+    await insertJobs(tx, req.id, 'compensation', rec.jobs, now, itemSeq);
+    await this.writeRecorded(tx, req.id, principal, proc.id, { ...rec, jobs: [] }, now, itemSeq);
+    if (rec.jobs.length > 0) {
+      await tx.updateTable('requests').set((eb) => ({ jobs_total: eb('jobs_total', '+', rec.jobs.length) })).where('id', '=', req.id).execute();
+    }
+    await appendAudit(tx, {
+      requestId: req.id, principal, procedure: proc.id, phase: 'compensate', outcome: 'compensated',
+      target: rec.target ?? { type: req.target_type, id: req.target_id, resellerId: req.reseller_id, orgId: req.org_id },
+      input: data, before: rec.before, after: rec.after, error: null, durationMs: performance.now() - t0, now,
+    });
+    return rec.jobs.length > 0;
+  }
+
+  /** After a job finished: count it, and when the request has nothing open left, make it terminal. */
+  async jobDone(tx: Db, job: JobRow): Promise<void> {
+    await tx.updateTable('requests').set((eb) => ({ jobs_done: eb('jobs_done', '+', 1), updated_at: Date.now() })).where('id', '=', job.request_id).execute();
+    await this.finishIfDone(tx, job.request_id);
+  }
+
+  private async finishIfDone(tx: Db, requestId: string): Promise<void> {
+    if ((await openJobCount(tx, requestId)) > 0) return;
+    const req = await tx.selectFrom('requests').selectAll().where('id', '=', requestId).executeTakeFirst();
+    if (!req || (req.state !== 'running' && req.state !== 'compensating')) return;
+    const now = Date.now();
+    const failedForGood = req.state === 'compensating' || (req.error && JSON.parse(req.error as string).code === 'compensation_failed');
+    const state: RequestState = failedForGood ? 'failed' : 'succeeded';
+    let result = req.result;
+    if (Number(req.items_total) > 0) {
+      result = JSON.stringify({ items: Number(req.items_total), succeeded: Number(req.items_done) - Number(req.items_failed), failed: Number(req.items_failed) });
+    }
+    await tx.updateTable('requests').set({ state, result, finished_at: now, updated_at: now }).where('id', '=', requestId).execute();
+    const principal = JSON.parse(req.principal as string) as Principal;
+    await appendAudit(tx, {
+      requestId, principal, procedure: req.procedure as string, phase: 'complete', outcome: state,
+      target: { type: req.target_type as string, id: req.target_id as string, resellerId: req.reseller_id as string | null, orgId: req.org_id as string | null },
+      input: undefined, before: undefined, after: undefined, error: req.error ? JSON.parse(req.error as string) : null,
+      durationMs: now - Number(req.created_at), now,
+    });
+  }
+}

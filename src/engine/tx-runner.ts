@@ -1,0 +1,129 @@
+import { sql } from 'kysely';
+import type { Db, Dialect } from '../store/db.js';
+
+/** Runs a unit of work in a transaction. All engine writes go through one of these. */
+export interface TxRunner {
+  run<T>(fn: (tx: Db) => Promise<T>): Promise<T>;
+  /** Resolves when everything queued so far has committed or failed. */
+  drain(): Promise<void>;
+}
+
+/** PostgreSQL: one transaction per unit; the server groups concurrent commits' WAL flushes itself. */
+export function createPgTxRunner(db: Db): TxRunner {
+  return {
+    run: (fn) => db.transaction().execute(fn),
+    drain: async () => {},
+  };
+}
+
+interface Pending {
+  fn: (tx: Db) => Promise<unknown>;
+  resolve(v: unknown): void;
+  reject(e: unknown): void;
+}
+
+/**
+ * SQLite group commit. SQLite has one writer and each COMMIT under synchronous=FULL costs an fsync, so
+ * units that arrive while a commit is in flight are gathered and committed together: each runs inside
+ * its own SAVEPOINT (a failing unit rolls back alone), then one COMMIT makes the whole group durable.
+ * Nobody is told "done" before that COMMIT returns, so durability is unchanged.
+ */
+export function createSqliteTxRunner(db: Db, opts: { maxGroup?: number } = {}): TxRunner {
+  const maxGroup = opts.maxGroup ?? 256;
+  let queue: Pending[] = [];
+  let flushing: Promise<void> | null = null;
+
+  async function flushOnce(): Promise<void> {
+    const group = queue.splice(0, maxGroup);
+    if (group.length === 0) return;
+    const outcomes: Array<{ ok: true; value: unknown } | { ok: false; error: unknown }> = [];
+    let trx;
+    try {
+      trx = await db.startTransaction().execute();
+    } catch (e) {
+      for (const p of group) p.reject(e);
+      return;
+    }
+    try {
+      for (const p of group) {
+        if (group.length === 1) {
+          try {
+            outcomes.push({ ok: true, value: await p.fn(trx) });
+          } catch (error) {
+            outcomes.push({ ok: false, error });
+          }
+          continue;
+        }
+        const sp = await trx.savepoint('unit').execute();
+        try {
+          const value = await p.fn(sp);
+          await sp.releaseSavepoint('unit').execute();
+          outcomes.push({ ok: true, value });
+        } catch (error) {
+          await sp.rollbackToSavepoint('unit').execute();
+          await sp.releaseSavepoint('unit').execute();
+          outcomes.push({ ok: false, error });
+        }
+      }
+      if (group.length === 1 && outcomes[0] && !outcomes[0].ok) await trx.rollback().execute();
+      else await trx.commit().execute();
+    } catch (e) {
+      try {
+        await trx.rollback().execute();
+      } catch {
+        /* the commit failure is what matters */
+      }
+      for (const p of group) p.reject(e);
+      return;
+    }
+    group.forEach((p, i) => {
+      const o = outcomes[i]!;
+      if (o.ok) p.resolve(o.value);
+      else p.reject(o.error);
+    });
+  }
+
+  function schedule(): void {
+    if (flushing) return;
+    flushing = (async () => {
+      // let units submitted in the same tick join the first group
+      await new Promise<void>((r) => setImmediate(r));
+      while (queue.length > 0) await flushOnce();
+    })().finally(() => {
+      flushing = null;
+      if (queue.length > 0) schedule();
+    });
+  }
+
+  return {
+    run<T>(fn: (tx: Db) => Promise<T>): Promise<T> {
+      return new Promise<T>((resolve, reject) => {
+        queue.push({ fn, resolve: resolve as (v: unknown) => void, reject });
+        schedule();
+      });
+    },
+    async drain() {
+      while (flushing) await flushing;
+    },
+  };
+}
+
+export function createTxRunner(db: Db, dialect: Dialect): TxRunner {
+  return dialect === 'sqlite' ? createSqliteTxRunner(db) : createPgTxRunner(db);
+}
+
+let savepointSeq = 0;
+/** Run `fn` inside a SAVEPOINT of the open transaction `tx`: on error only its own writes roll back. */
+export async function withSavepoint<T>(tx: Db, fn: () => Promise<T>): Promise<T> {
+  const name = `sp_${++savepointSeq}`;
+  await sql.raw(`SAVEPOINT ${name}`).execute(tx);
+  try {
+    const v = await fn();
+    await sql.raw(`RELEASE SAVEPOINT ${name}`).execute(tx);
+    return v;
+  } catch (e) {
+    await sql.raw(`ROLLBACK TO SAVEPOINT ${name}`).execute(tx);
+    await sql.raw(`RELEASE SAVEPOINT ${name}`).execute(tx);
+    throw e;
+  }
+}

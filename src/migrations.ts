@@ -1,0 +1,6 @@
+import type { Migration } from './store/migrate.js';
+import { engineMigrations } from './engine/migrations.js';
+import { directoryMigrations } from './directory/migrations.js';
+
+/** Every area's migrations, in the one global order. */
+export const MIGRATIONS: Migration[] = [...engineMigrations, ...directoryMigrations].sort((a, b) => a.id.localeCompare(b.id));
