@@ -184,7 +184,7 @@ export class Engine {
               target_type: rec.target?.type ?? null,
               target_id: rec.target?.id ?? null,
               input: JSON.stringify(redacted),
-              result: json(result),
+              result: json(redact(result, proc.secrets)),
               idempotency_key: key ?? null,
               input_hash: inputHash,
               compensation: json(rec.compensation),
@@ -341,7 +341,7 @@ export class Engine {
             .set({
               state: error ? 'failed' : 'succeeded',
               secret: null,
-              result: error ? null : json(result),
+              result: error ? null : json(redact(result, proc.secrets)),
               error: error ? JSON.stringify(error.toJSON()) : null,
               compensation: error ? null : json(rec.compensation),
             })

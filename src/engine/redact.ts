@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 
-const SECRET_KEY_RE = /pass(word)?|secret|token|hash/i;
+// Keys whose values are secrets wherever they appear (exact names: `tokenId` is not a secret, `token` is).
+const SECRET_KEY_RE = /^(password|passwordHash|newPassword|currentPassword|token|secret|tokenHash|passwordHashes)$/i;
 export const REDACTED = '[redacted]';
 
 /** A copy of `value` with secret fields replaced, for logs, audit entries and request records. */

@@ -1,0 +1,132 @@
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import { pino, type Logger } from 'pino';
+import type { Config } from './core/config.js';
+import { SYSTEM } from './core/tenancy.js';
+import { openStore, type Store } from './store/db.js';
+import { migrate, type MigrateResult } from './store/migrate.js';
+import { MIGRATIONS } from './migrations.js';
+import { Engine } from './engine/engine.js';
+import { createTxRunner } from './engine/tx-runner.js';
+import { Worker } from './engine/worker.js';
+import { registerEngineRoutes, engineVisibility } from './engine/routes.js';
+import { createPasswordHasher, type PasswordHasher } from './directory/passwords.js';
+import { directoryProcedures, P } from './directory/procedures.js';
+import { directoryJobs } from './directory/jobs.js';
+import { directoryVisibility, registerDirectoryRoutes } from './directory/routes.js';
+import type { HomeDirectoryProvider } from './directory/ports.js';
+import { createFilesProvider } from './dataplane/files-provider.js';
+import { buildApi } from './api/server.js';
+import { createMetrics } from './api/metrics.js';
+
+/** The composition root: wires configuration, database, engine, providers, workers and the API. */
+
+export interface Platform {
+  config: Config;
+  store: Store;
+  engine: Engine;
+  homes: HomeDirectoryProvider;
+  app: FastifyInstance | null;
+  workers: Worker[];
+  log: Logger;
+  /** Start listening (API) and return the base URL. */
+  listen(): Promise<string>;
+  close(): Promise<void>;
+}
+
+export interface PlatformOptions {
+  /** Serve the HTTP API (default true). */
+  api?: boolean;
+  /** In-process workers (default: config.workers). */
+  workers?: number;
+  /** Jobs per worker at once. */
+  concurrency?: number;
+  logger?: boolean;
+  /** Replace the home-directory provider (tests use the real files provider on a scratch root). */
+  homes?: HomeDirectoryProvider;
+  /** Skip migrations (they are run by `hmc migrate` / `hmc init`); default: migrate on start. */
+  migrate?: boolean;
+}
+
+function storeFor(config: Config, poolSize?: number): Store {
+  return config.databaseUrl ? openStore({ url: config.databaseUrl }, { poolSize }) : openStore({ sqlitePath: join(config.dataDir, 'hmc.db') });
+}
+
+/** Apply pending migrations (SQLite: backing up an existing database first). */
+export async function migrateDatabase(config: Config): Promise<MigrateResult> {
+  const store = storeFor(config, 2);
+  try {
+    return await migrate(store, MIGRATIONS, { backupDir: join(config.dataDir, 'backups') });
+  } finally {
+    await store.close();
+  }
+}
+
+/** True when the database already has a provider-admin token (the platform was initialised). */
+async function hasAdminToken(store: Store): Promise<boolean> {
+  const r = await store.db.selectFrom('tokens').select('id').where('role', '=', 'provider_admin').where('revoked_at', 'is', null).limit(1).execute();
+  return r.length > 0;
+}
+
+/**
+ * `hmc init`: migrate, then create the first provider-admin token through the engine (so it is
+ * audited like everything else). The token is returned once and never again.
+ */
+export async function initPlatform(config: Config): Promise<{ token: string | null; created: boolean; migrations: MigrateResult }> {
+  const migrations = await migrateDatabase(config);
+  const platform = await createPlatform(config, { api: false, workers: 0, migrate: false });
+  try {
+    if (await hasAdminToken(platform.store)) return { token: null, created: false, migrations };
+    const out = await platform.engine.submit<{ token: string }>(SYSTEM, P.createToken, { name: 'initial provider admin', role: 'provider_admin' });
+    return { token: out.result.token, created: true, migrations };
+  } finally {
+    await platform.close();
+  }
+}
+
+export function isInitialised(config: Config): boolean {
+  return config.databaseUrl ? true : existsSync(join(config.dataDir, 'hmc.db'));
+}
+
+export async function createPlatform(config: Config, opts: PlatformOptions = {}): Promise<Platform> {
+  const log = pino({ level: opts.logger === false ? 'silent' : config.logLevel, redact: ['req.headers.authorization', '*.password', '*.passwordHash', '*.token'] });
+  const store = storeFor(config);
+  if (opts.migrate !== false) await migrate(store, MIGRATIONS, { backupDir: join(config.dataDir, 'backups') });
+  const metrics = createMetrics(() => store.db);
+  const hasher: PasswordHasher = createPasswordHasher({ cost: config.bcryptCost });
+  const engine = new Engine({ store, txr: createTxRunner(store.db, store.dialect), log, prepare: { hashPassword: (p) => hasher.hash(p) }, metrics: metrics.engine });
+  engine.register(...directoryProcedures);
+  const homes = opts.homes ?? createFilesProvider(config.filesRoot);
+  for (const [kind, h] of Object.entries(directoryJobs(engine, homes))) engine.handle(kind, h);
+
+  let ready = false;
+  const app = opts.api === false ? null : await buildApi({
+    engine,
+    registrars: [registerEngineRoutes, registerDirectoryRoutes],
+    visibility: { ...engineVisibility, ...directoryVisibility },
+    metrics,
+    logger: opts.logger === false ? false : { level: config.logLevel },
+    ready: () => ready,
+  });
+  const workerCount = opts.workers ?? config.workers;
+  const workers = Array.from({ length: workerCount }, () =>
+    new Worker(engine, { leaseMs: config.jobLeaseMs, concurrency: opts.concurrency ?? 4, pollMs: store.dialect === 'postgres' ? 200 : 1000 }).start());
+  ready = true;
+
+  return {
+    config, store, engine, homes, app, workers, log,
+    async listen() {
+      if (!app) throw new Error('this platform has no API');
+      return app.listen({ host: config.host, port: config.port });
+    },
+    async close() {
+      ready = false;
+      if (app) await app.close();
+      await Promise.all(workers.map((w) => w.stop()));
+      await engine.txr.drain();
+      await hasher.close();
+      await store.close();
+    },
+  };
+}

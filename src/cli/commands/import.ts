@@ -1,0 +1,85 @@
+import { readFile } from 'node:fs/promises';
+import { arg, type CommandSpec, type Ctx } from '../command.js';
+import { path } from '../client.js';
+import { CliError, EXIT_CLIENT, EXIT_OK, EXIT_SERVER } from '../errors.js';
+import { readAll } from '../io.js';
+import { formatTable, toJson } from '../output.js';
+import { createProgress } from '../progress.js';
+import { fetchItems, isTerminal, requestFailure, requestOf, waitForRequest, type RequestItem, type RequestView } from '../requests.js';
+
+/** The columns the server's importer reads (header row required). */
+export const CSV_COLUMNS = ['login', 'displayName', 'givenName', 'surname', 'password', 'passwordHash', 'enabled', 'role'] as const;
+
+/** One line per row: ROW is the data row (1 = the first row after the header), as a spreadsheet user counts. */
+export function formatImportReport(request: RequestView, items: RequestItem[]): string {
+  const rows = [...items]
+    .sort((a, b) => a.seq - b.seq)
+    .map((it) => ({
+      row: it.seq + 1,
+      login: it.input?.login ?? null,
+      result: it.state === 'succeeded' ? 'ok' : it.state === 'failed' ? 'failed' : it.state,
+      error: it.error ? [it.error.code, it.error.message].filter(Boolean).join(': ') : null,
+    }));
+  const failed = rows.filter((r) => r.result !== 'ok').length;
+  const ok = rows.length - failed;
+  return (
+    formatTable(rows, ['row', 'login', 'result', 'error']) +
+    `imported ${ok} of ${rows.length} rows${failed > 0 ? `, ${failed} failed` : ''} (request ${request.id}, ${request.state})\n`
+  );
+}
+
+async function readCsv(ctx: Ctx, file: string): Promise<Buffer> {
+  if (file === '-') return Buffer.from(await readAll(ctx.io.stdin));
+  try {
+    return await readFile(file);
+  } catch (e) {
+    throw new CliError(`cannot read ${file}: ${(e as Error).message}`, { exitCode: EXIT_CLIENT });
+  }
+}
+
+/**
+ * `hmc import users`: the server parses the CSV and runs one batch request, one item per row, each row
+ * committed or refused on its own (STYLE 12). The CLI only uploads, follows the request and reports rows.
+ */
+async function importUsers(ctx: Ctx): Promise<number> {
+  const api = ctx.api();
+  const orgId = arg(ctx, 0);
+  const data = await readCsv(ctx, arg(ctx, 1));
+  const res = await api.send('POST', path`/organizations/${orgId}/users/import`, { raw: { data, contentType: 'text/csv' } });
+  const started = requestOf(res.body);
+  if (!started) throw new CliError('the server accepted the import but did not name its request', { exitCode: EXIT_SERVER });
+  // the id first: after Ctrl-C the import goes on, and this is how to find it again
+  ctx.err(`import: request ${started.id} (follow with: hmc request show ${started.id})\n`);
+
+  const progress = createProgress(ctx.io.stderr, 'import');
+  const onView = (v: RequestView) => {
+    if (v.items) progress.update(v.items.done, v.items.failed, v.items.total);
+  };
+  let final: RequestView;
+  try {
+    final = isTerminal(started.state) ? started : await waitForRequest(api, ctx.io, started.id, onView);
+  } finally {
+    progress.finish();
+  }
+
+  const items = await fetchItems(api, final.id);
+  if (ctx.json) ctx.out(toJson({ request: final, items }));
+  else ctx.out(formatImportReport(final, items));
+  if (final.state === 'failed') {
+    const failure = requestFailure(final);
+    ctx.err(`error: ${failure.message}\n`);
+    return failure.exitCode;
+  }
+  const anyFailed = items.some((i) => i.state !== 'succeeded') || (final.items?.failed ?? 0) > 0;
+  return anyFailed ? EXIT_CLIENT : EXIT_OK;
+}
+
+export const importCommands: CommandSpec[] = [
+  {
+    words: ['import', 'users'],
+    summary: `import users from a CSV file ("-" for stdin); columns: ${CSV_COLUMNS.join(',')}`,
+    args: ['ORG_ID', 'FILE'],
+    kind: 'api',
+    run: importUsers,
+  },
+];
