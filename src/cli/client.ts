@@ -3,6 +3,8 @@ import { CliError, EXIT_SERVER, toProblem, UsageError } from './errors.js';
 export const DEFAULT_URL = 'http://127.0.0.1:8080';
 /** Header carrying the id of the request a mutation created (for `hmc request show`). */
 export const REQUEST_ID_HEADER = 'hmc-request-id';
+/** Header carrying that request's state when the answer was sent (`running` on a 202). */
+export const REQUEST_STATE_HEADER = 'hmc-request-state';
 
 export type Query = Record<string, string | number | boolean | undefined | null>;
 
@@ -19,7 +21,8 @@ export interface SendOptions {
   /** A JSON body. */
   json?: unknown;
   /** A body sent as is (CSV import). */
-  raw?: { data: string | Uint8Array; contentType: string };
+  raw?: { data: string; contentType: string };
+  headers?: Record<string, string>;
 }
 
 export interface ClientOptions {
@@ -86,8 +89,12 @@ export class ApiClient {
 
   async send<T = unknown>(method: string, p: string, opts: SendOptions = {}): Promise<ApiResponse<T>> {
     const url = this.url(p, opts.query);
-    const headers: Record<string, string> = { authorization: `Bearer ${this.token}`, accept: 'application/json, application/problem+json' };
-    let body: string | Uint8Array | undefined;
+    const headers: Record<string, string> = {
+      ...opts.headers,
+      authorization: `Bearer ${this.token}`,
+      accept: 'application/json, application/problem+json',
+    };
+    let body: string | undefined;
     if (opts.raw) {
       headers['content-type'] = opts.raw.contentType;
       body = opts.raw.data;
@@ -104,7 +111,7 @@ export class ApiClient {
       throw networkError(e, `${method} ${url}`, this.timeoutMs);
     }
     const parsed = parseBody(text, res.headers.get('content-type'), res.status);
-    if (!res.ok) throw CliError.fromProblem(res.status, toProblem(parsed, res.status, res.statusText));
+    if (!res.ok) throw CliError.fromProblem(res.status, toProblem(parsed, res.status, res.statusText), parsed);
     return { status: res.status, body: parsed as T, headers: res.headers, requestId: res.headers.get(REQUEST_ID_HEADER) };
   }
 }

@@ -17,18 +17,24 @@ export const EXIT_SERVER = 2;
 export class CliError extends Error {
   readonly exitCode: number;
   readonly problem: Problem | undefined;
+  /** The error body exactly as the server sent it (what `--json` prints). */
+  readonly body: unknown;
 
-  constructor(message: string, opts: { exitCode?: number; problem?: Problem; cause?: unknown } = {}) {
+  constructor(message: string, opts: { exitCode?: number; problem?: Problem; body?: unknown; cause?: unknown } = {}) {
     super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
     this.name = 'CliError';
     this.exitCode = opts.exitCode ?? EXIT_CLIENT;
     this.problem = opts.problem;
+    this.body = opts.body ?? opts.problem;
   }
 
   /** From an HTTP error answer: 4xx is the caller's problem, anything else the server's. */
-  static fromProblem(status: number, problem: Problem): CliError {
+  static fromProblem(status: number, problem: Problem, body?: unknown): CliError {
     const exitCode = status >= 400 && status < 500 ? EXIT_CLIENT : EXIT_SERVER;
-    return new CliError(formatProblem({ ...problem, status: problem.status ?? status }), { exitCode, problem: { ...problem, status: problem.status ?? status } });
+    const p = { ...problem, status: problem.status ?? status };
+    // a non-JSON error page (a proxy's HTML) is no use to a script: fall back to the normalised problem
+    const raw = body !== null && typeof body === 'object' ? body : p;
+    return new CliError(formatProblem(p), { exitCode, problem: p, body: raw });
   }
 }
 

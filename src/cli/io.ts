@@ -11,6 +11,8 @@ export interface Io {
   /** Calls `handler` on SIGINT/SIGTERM (long-running commands stop on it); returns the unsubscribe. */
   onStopSignal(handler: (signal: string) => void): () => void;
   sleep(ms: number): Promise<void>;
+  /** Ends the process now (a second Ctrl-C while stopping). */
+  exit(code: number): void;
 }
 
 /** The real process. */
@@ -30,6 +32,7 @@ export function processIo(): Io {
       };
     },
     sleep: (ms) => new Promise((r) => setTimeout(r, ms)),
+    exit: (code) => process.exit(code),
   };
 }
 

@@ -29,16 +29,18 @@ export function decile(done: number, total: number): number {
 
 export function createProgress(stream: { write(s: string): unknown; isTTY?: boolean }, label: string): Progress {
   if (stream.isTTY) {
-    let drawn = false;
+    let shown = '';
     return {
       update(done, failed, total) {
+        const line = `${label} ${renderBar(done, total)} ${describe(done, failed, total)}`;
+        if (line === shown) return; // a poll that changed nothing would only make the line flicker
         // \r plus clear-to-end-of-line: a shorter line must not leave the old one's tail behind
-        stream.write(`\r\x1b[K${label} ${renderBar(done, total)} ${describe(done, failed, total)}`);
-        drawn = true;
+        stream.write(`\r\x1b[K${line}`);
+        shown = line;
       },
       finish() {
-        if (drawn) stream.write('\n');
-        drawn = false;
+        if (shown) stream.write('\n');
+        shown = '';
       },
     };
   }

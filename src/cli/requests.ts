@@ -8,8 +8,20 @@ export interface RequestView {
   state: string;
   procedure?: string;
   error?: { code?: string; kind?: string; message?: string } | null;
-  items?: { total: number; done: number; failed: number };
+  /** Counts in the full view; the import's 202 envelope sends only the total as a number. */
+  items?: ItemCounts | number;
   [k: string]: unknown;
+}
+
+export interface ItemCounts {
+  total: number;
+  done: number;
+  failed: number;
+}
+
+/** The item counts of a full view, if it has them. */
+export function itemCounts(r: RequestView): ItemCounts | undefined {
+  return r.items !== null && typeof r.items === 'object' ? r.items : undefined;
 }
 
 export interface RequestItem {

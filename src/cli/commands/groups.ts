@@ -1,6 +1,7 @@
 import { arg, type CommandSpec } from '../command.js';
 import { path } from '../client.js';
-import { DISPLAY_NAME, pickFlags, runList, runMutation } from './shared.js';
+import { UsageError } from '../errors.js';
+import { DISPLAY_NAME, pickFlags, runList, runMutation, runShow } from './shared.js';
 
 export const groupCommands: CommandSpec[] = [
   {
@@ -31,6 +32,28 @@ export const groupCommands: CommandSpec[] = [
     args: ['ORG_ID'],
     kind: 'list',
     run: (ctx) => runList(ctx, path`/organizations/${arg(ctx, 0)}/groups`, {}, 'group'),
+  },
+  {
+    words: ['group', 'show'],
+    summary: 'show one group',
+    args: ['ORG_ID', 'GROUP_ID'],
+    kind: 'api',
+    run: (ctx) => runShow(ctx, path`/organizations/${arg(ctx, 0)}/groups/${arg(ctx, 1)}`, 'group'),
+  },
+  {
+    words: ['group', 'update'],
+    summary: "change a group's display name or description",
+    args: ['ORG_ID', 'GROUP_ID'],
+    options: { ...DISPLAY_NAME, description: { type: 'string', value: 'X', help: 'what the group is for ("" clears it)' } },
+    kind: 'api',
+    run: (ctx) => {
+      const body: Record<string, unknown> = pickFlags(ctx, { 'display-name': 'displayName', description: 'description' });
+      if (body.description === '') body.description = null;
+      if (Object.keys(body).length === 0) throw new UsageError('nothing to update: give --display-name or --description');
+      return runMutation(ctx, {
+        method: 'PATCH', path: path`/organizations/${arg(ctx, 0)}/groups/${arg(ctx, 1)}`, kind: 'group', done: 'updated group', body,
+      });
+    },
   },
   {
     words: ['group', 'members'],

@@ -5,7 +5,7 @@ import { CliError, EXIT_CLIENT, EXIT_OK, EXIT_SERVER } from '../errors.js';
 import { readAll } from '../io.js';
 import { formatTable, toJson } from '../output.js';
 import { createProgress } from '../progress.js';
-import { fetchItems, isTerminal, requestFailure, requestOf, waitForRequest, type RequestItem, type RequestView } from '../requests.js';
+import { fetchItems, isTerminal, itemCounts, requestFailure, requestOf, waitForRequest, type RequestItem, type RequestView } from '../requests.js';
 
 /** The columns the server's importer reads (header row required). */
 export const CSV_COLUMNS = ['login', 'displayName', 'givenName', 'surname', 'password', 'passwordHash', 'enabled', 'role'] as const;
@@ -28,13 +28,15 @@ export function formatImportReport(request: RequestView, items: RequestItem[]): 
   );
 }
 
-async function readCsv(ctx: Ctx, file: string): Promise<Buffer> {
-  if (file === '-') return Buffer.from(await readAll(ctx.io.stdin));
+async function readCsv(ctx: Ctx, file: string): Promise<string> {
+  let text: string;
   try {
-    return await readFile(file);
+    text = file === '-' ? await readAll(ctx.io.stdin) : await readFile(file, 'utf8');
   } catch (e) {
     throw new CliError(`cannot read ${file}: ${(e as Error).message}`, { exitCode: EXIT_CLIENT });
   }
+  // spreadsheet programs save UTF-8 with a byte-order mark, which would become part of the first column's name
+  return text.replace(/^\uFEFF/, '');
 }
 
 /**
@@ -45,7 +47,11 @@ async function importUsers(ctx: Ctx): Promise<number> {
   const api = ctx.api();
   const orgId = arg(ctx, 0);
   const data = await readCsv(ctx, arg(ctx, 1));
-  const res = await api.send('POST', path`/organizations/${orgId}/users/import`, { raw: { data, contentType: 'text/csv' } });
+  const key = ctx.opts.str('idempotency-key');
+  const res = await api.send('POST', path`/organizations/${orgId}/users/import`, {
+    raw: { data, contentType: 'text/csv' },
+    ...(key ? { headers: { 'idempotency-key': key } } : {}),
+  });
   const started = requestOf(res.body);
   if (!started) throw new CliError('the server accepted the import but did not name its request', { exitCode: EXIT_SERVER });
   // the id first: after Ctrl-C the import goes on, and this is how to find it again
@@ -53,7 +59,8 @@ async function importUsers(ctx: Ctx): Promise<number> {
 
   const progress = createProgress(ctx.io.stderr, 'import');
   const onView = (v: RequestView) => {
-    if (v.items) progress.update(v.items.done, v.items.failed, v.items.total);
+    const n = itemCounts(v);
+    if (n) progress.update(n.done, n.failed, n.total);
   };
   let final: RequestView;
   try {
@@ -70,7 +77,7 @@ async function importUsers(ctx: Ctx): Promise<number> {
     ctx.err(`error: ${failure.message}\n`);
     return failure.exitCode;
   }
-  const anyFailed = items.some((i) => i.state !== 'succeeded') || (final.items?.failed ?? 0) > 0;
+  const anyFailed = items.some((i) => i.state !== 'succeeded') || (itemCounts(final)?.failed ?? 0) > 0;
   return anyFailed ? EXIT_CLIENT : EXIT_OK;
 }
 
@@ -79,6 +86,9 @@ export const importCommands: CommandSpec[] = [
     words: ['import', 'users'],
     summary: `import users from a CSV file ("-" for stdin); columns: ${CSV_COLUMNS.join(',')}`,
     args: ['ORG_ID', 'FILE'],
+    options: {
+      'idempotency-key': { type: 'string', value: 'K', help: 'run again with the same key after a lost answer: the server returns the first import instead of importing twice' },
+    },
     kind: 'api',
     run: importUsers,
   },

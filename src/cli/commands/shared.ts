@@ -1,8 +1,8 @@
 import type { Ctx } from '../command.js';
-import type { Query } from '../client.js';
+import { REQUEST_STATE_HEADER, type Query } from '../client.js';
 import { CliError, EXIT_OK, EXIT_SERVER } from '../errors.js';
 import { columnsOf, formatRecord, formatTable, toJson, type ResourceKind } from '../output.js';
-import { requestFailure, requestOf, waitForRequest, type RequestView } from '../requests.js';
+import { isTerminal, requestFailure, waitForRequest } from '../requests.js';
 
 interface Page {
   items: Record<string, unknown>[];
@@ -58,38 +58,35 @@ export interface MutationOptions {
 }
 
 /**
- * A change: sent with `?wait=true` so the command returns when the request is terminal. Should the server
- * stop waiting first (a 202 with the request), the CLI follows the request itself: a script that runs
- * `hmc user create` and then uses the mailbox must never see it half-made.
+ * A change: sent with `?wait=true` so the command returns when the request is terminal. The server waits at
+ * most 30 s and then answers 202 with `HMC-Request-State: running`; the CLI then follows the request itself,
+ * so a script that runs `hmc user create` and then uses the mailbox never sees it half-made.
  */
 export async function runMutation(ctx: Ctx, m: MutationOptions): Promise<number> {
   const api = ctx.api();
   const res = await api.send(m.method, m.path, { json: m.body, query: { ...m.query, wait: true } });
-  let body: unknown = res.body;
-  const pending = res.status === 202 ? requestOf(body) : undefined;
-  let requestId = res.requestId ?? pending?.id ?? null;
-  let final: RequestView | undefined = pending;
-  if (pending && pending.state !== 'succeeded' && pending.state !== 'failed') {
-    final = await waitForRequest(api, ctx.io, pending.id);
-    body = { request: final };
-    requestId = final.id;
-  }
-  if (ctx.json) ctx.out(toJson(body ?? null));
-  if (final?.state === 'failed') {
-    const failure = requestFailure(final);
-    // with --json the failed request was just printed; only the readable line goes to stderr
-    if (ctx.json) {
+  const requestId = res.requestId;
+  const state = res.headers.get(REQUEST_STATE_HEADER);
+  if (requestId && res.status === 202 && state && !isTerminal(state)) {
+    ctx.err(`request ${requestId} is still ${state}; waiting for it\n`);
+    const final = await waitForRequest(api, ctx.io, requestId);
+    if (final.state === 'failed') {
+      const failure = requestFailure(final);
+      // with --json the failed request is the answer; the readable line still goes to stderr
+      if (ctx.json) ctx.out(toJson({ request: final }));
       ctx.err(`error: ${failure.message}\n`);
       return failure.exitCode;
     }
-    throw failure;
   }
-  if (!ctx.json) {
-    const isObject = body !== null && typeof body === 'object' && !requestOf(body);
-    if (isObject && m.kind) ctx.out(formatRecord(body, columnsOf(m.kind)));
-    const id = m.id ?? (isObject ? (body as { id?: unknown }).id : undefined);
-    ctx.out(`${m.done}${typeof id === 'string' ? ` ${id}` : ''}${requestId ? ` (request ${requestId})` : ''}\n`);
+  const body: unknown = res.body;
+  if (ctx.json) {
+    ctx.out(toJson(body ?? null));
+    return EXIT_OK;
   }
+  const isObject = body !== null && typeof body === 'object';
+  if (isObject && m.kind) ctx.out(formatRecord(body, columnsOf(m.kind)));
+  const id = m.id ?? (isObject ? (body as { id?: unknown }).id : undefined);
+  ctx.out(`${m.done}${typeof id === 'string' ? ` ${id}` : ''}${requestId ? ` (request ${requestId})` : ''}\n`);
   return EXIT_OK;
 }
 

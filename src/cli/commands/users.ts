@@ -51,11 +51,13 @@ export async function createUserBody(ctx: Ctx): Promise<Record<string, unknown>>
 export function updateUserBody(ctx: Ctx): Record<string, unknown> {
   checkRole(ctx);
   if (ctx.opts.bool('enable') && ctx.opts.bool('disable')) throw new UsageError('give either --enable or --disable, not both');
-  const body: Record<string, unknown> = {
-    ...pickFlags(ctx, PROFILE_FIELDS),
+  const body: Record<string, unknown> = { ...pickFlags(ctx, PROFILE_FIELDS) };
+  // an empty --given-name/--surname clears it (the API takes null); a display name cannot be cleared
+  for (const f of ['givenName', 'surname']) if (body[f] === '') body[f] = null;
+  Object.assign(body, {
     ...(ctx.opts.bool('enable') ? { enabled: true } : {}),
     ...(ctx.opts.bool('disable') ? { enabled: false } : {}),
-  };
+  });
   if (Object.keys(body).length === 0) throw new UsageError('nothing to update: give at least one of --display-name, --given-name, --surname, --role, --enable, --disable');
   return body;
 }
