@@ -16,7 +16,8 @@ export function createFilesProvider(root: string): HomeDirectoryProvider {
   return {
     async ensureHome(ref) {
       const p = path(ref);
-      const st = await lstat(p).catch((e: NodeJS.ErrnoException) => (e.code === 'ENOENT' ? null : Promise.reject(e)));
+      // ENOTDIR: a file sits where the org folder belongs; let mkdir below report it as the permanent failure it is
+      const st = await lstat(p).catch((e: NodeJS.ErrnoException) => (e.code === 'ENOENT' || e.code === 'ENOTDIR' ? null : Promise.reject(e)));
       if (st?.isDirectory()) return;
       if (st) throw Errors.backendFailed(`${p} exists and is not a directory`, { retryable: false });
       try {

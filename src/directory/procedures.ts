@@ -547,6 +547,8 @@ export const createToken = defineProcedure({
   async run(ctx, input: any) {
     const role: Role = input.role;
     if (!isRole(role)) throw Errors.invalidRequest(`unknown role ${role}`);
+    // grant-only-what-you-hold depends on the caller alone, so it is answered first (403), before looking up the node
+    checkGrant(ctx.principal, role);
     const level = roleLevel(role);
     const need = { reseller: level === 'reseller', org: level === 'organization' || level === 'user', user: level === 'user' };
     const extra = (input.resellerId && !need.reseller) || (input.orgId && !need.org) || (input.userId && !need.user);
@@ -565,7 +567,6 @@ export const createToken = defineProcedure({
       node.userId = u.id;
     }
     if (!nodeInScope(ctx.principal, node)) throw Errors.notFound('the node of this token is outside your scope');
-    checkGrant(ctx.principal, role);
     const expiresAt = input.expiresAt ? Date.parse(input.expiresAt) : null;
     if (expiresAt !== null && (!Number.isFinite(expiresAt) || expiresAt <= ctx.now)) throw Errors.invalidRequest('expiresAt must be a future date-time');
     const row = {
