@@ -40,6 +40,8 @@ function classify(err: unknown): HmcError {
   if (code === 'FST_ERR_CTP_BODY_TOO_LARGE') return new HmcError('payload_too_large', 'limit', 'request body too large');
   if (code === 'FST_ERR_CTP_EMPTY_JSON_BODY') return new HmcError('invalid_json', 'invalid', 'empty JSON body');
   if (code === 'FST_ERR_CTP_INVALID_CONTENT_LENGTH') return new HmcError('invalid_request', 'invalid', 'invalid Content-Length');
+  if (code === 'FST_ERR_BAD_URL') return new HmcError('invalid_request', 'invalid', 'the URL is not validly percent-encoded');
+  if (code === 'FST_ERR_MAX_PARAM_LENGTH') return new HmcError('invalid_request', 'invalid', 'a path segment is longer than 200 characters');
   if (sc === 400 && (fe instanceof SyntaxError || /JSON/i.test(fe?.message ?? ''))) return new HmcError('invalid_json', 'invalid', 'the body is not valid JSON');
   if (sc && sc >= 400 && sc < 500) return new HmcError('invalid_request', 'invalid', fe.message);
   return new HmcError('internal_error', 'internal', 'internal error', { cause: err });

@@ -44,6 +44,9 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
     bodyLimit: 1024 * 1024,
     ajv: { customOptions: { strict: false } },
     routerOptions: { ignoreTrailingSlash: true, maxParamLength: 200 },
+    // errors the router raises before any route or hook (bad percent-encoding, over-long path
+    // segments) would otherwise answer Fastify's own JSON instead of problem+json
+    frameworkErrors: (err, req, reply) => sendProblem(err, req, reply),
   });
   app.setValidatorCompiler(validatorCompiler());
   app.addSchema(Problem);
@@ -63,6 +66,10 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   app.setErrorHandler((err, req, reply) => sendProblem(err, req, reply));
   app.setNotFoundHandler((req, reply) => sendProblem(Errors.notFound(`no route ${req.method} ${req.url.split('?')[0]}`), req, reply));
 
+  // PostgreSQL text cannot hold U+0000: refuse it in the URL on every dialect alike, before it reaches SQL
+  app.addHook('onRequest', async (req) => {
+    if (req.url.includes('%00')) throw Errors.invalidRequest('the URL may not contain NUL characters (%00)');
+  });
   app.addHook('onRequest', async (req) => {
     const path = req.url.split('?')[0]!;
     if (PUBLIC.has(path) || path.startsWith('/api/docs') || !path.startsWith('/api/')) return;

@@ -36,7 +36,8 @@ export const ACCEPTED_SCHEMES = Object.keys(SCHEMES);
 export function checkImportedHash(hash: string): string {
   const m = /^\{([A-Z0-9-]+)\}(.+)$/.exec(hash);
   const re = m ? SCHEMES[m[1]!] : undefined;
-  if (!m || !re || !re.test(m[2]!)) {
+  // eslint-disable-next-line no-control-regex
+  if (!m || !re || !re.test(m[2]!) || /[\u0000-\u001f\u007f]/.test(hash)) {
     throw Errors.invalidPasswordHash(`passwordHash must be {SCHEME}hash with a scheme Dovecot verifies: ${ACCEPTED_SCHEMES.join(', ')}`);
   }
   return hash;

@@ -1,16 +1,21 @@
 import { EventEmitter } from 'node:events';
-import type { TSchema } from '@sinclair/typebox';
+import { FormatRegistry, type TSchema } from '@sinclair/typebox';
 import { TypeCompiler, type TypeCheck } from '@sinclair/typebox/compiler';
 import type { Logger } from 'pino';
 import { Errors, HmcError, isHmcError } from '../core/errors.js';
 import { newId } from '../core/ids.js';
 import { roleCovers, SYSTEM, type Principal } from '../core/tenancy.js';
-import { isUniqueViolation, type Db, type Store } from '../store/db.js';
+import { isInvalidText, isUniqueViolation, type Db, type Store } from '../store/db.js';
 import { canonicalJson, redact, sha256, splitSecrets } from './redact.js';
 import type { BillingEventSpec, JobSpec, PrepareDeps, ProcContext, Procedure, TargetSpec } from './procedure.js';
 import { withSavepoint, type TxRunner } from './tx-runner.js';
 import { cancelQueuedJobs, failJob, insertJobs, openJobCount, type JobRow } from './queue.js';
 import { appendAudit } from './audit.js';
+
+// TypeBox's compiler knows no string formats until they are registered; without this every input
+// with a `format` (e.g. a token's `expiresAt`) fails with "Unknown format". RFC 3339 date-time, as the HTTP layer checks it.
+const DATE_TIME_RE = /^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$/;
+if (!FormatRegistry.Has('date-time')) FormatRegistry.Set('date-time', (v) => DATE_TIME_RE.test(v) && !Number.isNaN(Date.parse(v)));
 
 export const REQUEST_STATES = ['running', 'compensating', 'succeeded', 'failed'] as const;
 export type RequestState = (typeof REQUEST_STATES)[number];
@@ -202,8 +207,10 @@ export class Engine {
           return { requestId, state, result, jobs: rec.jobs.length };
         });
       } catch (e) {
-        if (key && isUniqueViolation(e)) {
-          // a concurrent request with the same key won the race: answer with it
+        if (key) {
+          // a concurrent request with the same key won the race: answer with it. Its rows usually make this
+          // one fail on the procedure's own uniqueness check (e.g. address_taken) before the request row's key
+          // index is reached, so any error is checked, not only a unique violation on the key.
           const prior = await this.findByKey(principal.tokenId!, key);
           if (prior) return this.replay<R>(prior, inputHash);
         }
@@ -423,6 +430,7 @@ export class Engine {
   mapError(e: unknown): HmcError {
     if (isHmcError(e)) return e;
     if (isUniqueViolation(e)) return Errors.nameTaken('an object with this name already exists', { cause: e });
+    if (isInvalidText(e)) return Errors.invalidRequest('text may not contain NUL characters', { cause: e });
     this.log.error({ err: e }, 'unexpected error');
     return Errors.internal('internal error', { cause: e, retryable: true });
   }

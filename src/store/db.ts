@@ -48,6 +48,12 @@ export function isUniqueViolation(e: unknown): boolean {
   return err.code === '23505' || err.code === 'SQLITE_CONSTRAINT_UNIQUE' || err.code === 'SQLITE_CONSTRAINT_PRIMARYKEY';
 }
 
+/** True when PostgreSQL refused a text value it cannot store (U+0000): bad input, not a server fault. */
+export function isInvalidText(e: unknown): boolean {
+  const code = (e as { code?: unknown } | null)?.code;
+  return code === '22021' || code === '22P05';
+}
+
 /** The constraint or "table.column" a unique violation names, to turn it into the right error code. */
 export function violatedConstraint(e: unknown): string {
   const err = e as { constraint?: string; message?: string };
