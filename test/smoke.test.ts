@@ -26,5 +26,15 @@ for (const dialect of DIALECTS) {
       const g = await t.call('GET', `/api/v1/organizations/${org.id}/users/${user.id}`);
       assert.equal(g.statusCode, 404);
     });
+
+    test('logs can be read newest first, page by page', async () => {
+      const { org } = await t.tenant('order');
+      const asc = await t.ok('GET', `/api/v1/audit?org=${org.id}&limit=1000`);
+      assert.ok(asc.items.length >= 2);
+      const desc = await t.ok('GET', `/api/v1/audit?org=${org.id}&order=desc&limit=1`);
+      assert.equal(desc.items[0].id, asc.items.at(-1).id, 'newest first');
+      const next = await t.ok('GET', `/api/v1/audit?org=${org.id}&order=desc&limit=1&cursor=${desc.next}`);
+      assert.equal(next.items[0].id, asc.items.at(-2).id, 'the cursor continues downwards');
+    });
   });
 }

@@ -42,6 +42,12 @@ export const ListQuery = {
   cursor: Type.Optional(Type.String({ maxLength: 200, description: 'the `next` value of the previous page' })),
 };
 
+/** Logs (requests, audit, events) may be read newest first. */
+export const LogListQuery = {
+  ...ListQuery,
+  order: Type.Optional(Type.Union([Type.Literal('asc'), Type.Literal('desc')], { description: 'asc (default): oldest first; desc: newest first' })),
+};
+
 export const WaitQuery = Type.Object(
   { wait: Type.Optional(Type.Boolean({ description: 'answer when the request is terminal (up to 30 s)' })) },
   { additionalProperties: false },

@@ -4,7 +4,7 @@ import { Errors } from '../core/errors.js';
 import { roleLevel, type Principal } from '../core/tenancy.js';
 import type { Db } from '../store/db.js';
 import { mapPage, page } from '../store/page.js';
-import { errorResponses, ListOf, ListQuery, type RouteDeps, type VisibilityRegistry } from './http.js';
+import { errorResponses, ListOf, ListQuery, LogListQuery, type RouteDeps, type VisibilityRegistry } from './http.js';
 
 /** Requests, audit entries and billing events, each readable only within the caller's scope. */
 
@@ -76,7 +76,7 @@ export async function getRequest(db: Db, p: Principal, id: string): Promise<any>
 export function registerEngineRoutes(app: FastifyInstance, { db }: RouteDeps): void {
   const tag = (t: string) => ({ tags: [t], security: [{ bearer: [] }] });
   app.get('/api/v1/requests', {
-    schema: { ...tag('requests'), querystring: Type.Object({ ...ListQuery, org: OrgFilter, reseller: RslFilter, state: Type.Optional(Type.String({ maxLength: 32 })), procedure: Type.Optional(Type.String({ maxLength: 64 })) }, strict), response: { 200: ListOf(RequestView) } },
+    schema: { ...tag('requests'), querystring: Type.Object({ ...LogListQuery, org: OrgFilter, reseller: RslFilter, state: Type.Optional(Type.String({ maxLength: 32 })), procedure: Type.Optional(Type.String({ maxLength: 64 })) }, strict), response: { 200: ListOf(RequestView) } },
   }, async (req) => {
     const f = req.query as any;
     let q = scoped(db.selectFrom('requests').selectAll(), req.principal, 'token_id');
@@ -116,7 +116,7 @@ export function registerEngineRoutes(app: FastifyInstance, { db }: RouteDeps): v
     input: Type.Unknown(), before: Type.Unknown(), after: Type.Unknown(), error: Type.Unknown(), durationMs: Type.Integer(),
   });
   app.get('/api/v1/audit', {
-    schema: { ...tag('audit'), querystring: Type.Object({ ...ListQuery, org: OrgFilter, reseller: RslFilter, procedure: Type.Optional(Type.String({ maxLength: 64 })), request: Type.Optional(ReqId) }, strict), response: { 200: ListOf(AuditView) } },
+    schema: { ...tag('audit'), querystring: Type.Object({ ...LogListQuery, org: OrgFilter, reseller: RslFilter, procedure: Type.Optional(Type.String({ maxLength: 64 })), request: Type.Optional(ReqId) }, strict), response: { 200: ListOf(AuditView) } },
   }, async (req) => {
     const f = req.query as any;
     let q = scoped(db.selectFrom('audit_log').selectAll(), req.principal, 'token_id');
@@ -137,7 +137,7 @@ export function registerEngineRoutes(app: FastifyInstance, { db }: RouteDeps): v
     objectType: Type.String(), objectId: Type.String(), event: Type.String(), requestId: Type.String(), data: Type.Unknown(),
   });
   app.get('/api/v1/events', {
-    schema: { ...tag('events'), querystring: Type.Object({ ...ListQuery, org: OrgFilter, reseller: RslFilter, event: Type.Optional(Type.String({ maxLength: 32 })) }, strict), response: { 200: ListOf(EventView) } },
+    schema: { ...tag('events'), querystring: Type.Object({ ...LogListQuery, org: OrgFilter, reseller: RslFilter, event: Type.Optional(Type.String({ maxLength: 32 })) }, strict), response: { 200: ListOf(EventView) } },
   }, async (req) => {
     const f = req.query as any;
     if (roleLevel(req.principal.role) === 'user') throw Errors.forbidden('billing events are for administrators');

@@ -5,6 +5,8 @@ import { Errors } from '../core/errors.js';
 export interface PageParams {
   limit?: number;
   cursor?: string;
+  /** `desc`: newest first (logs); default oldest first. */
+  order?: 'asc' | 'desc';
 }
 
 export interface Page<T> {
@@ -40,9 +42,10 @@ export async function page(
   params: PageParams,
 ): Promise<Page<any>> {
   const limit = Math.min(Math.max(1, params.limit ?? DEFAULT_LIMIT), MAX_LIMIT);
+  const desc = params.order === 'desc';
   let q = qb;
-  if (params.cursor) q = q.where(idColumn, '>', decodeCursor(params.cursor));
-  const rows = await q.orderBy(idColumn).limit(limit + 1).execute();
+  if (params.cursor) q = q.where(idColumn, desc ? '<' : '>', decodeCursor(params.cursor));
+  const rows = await q.orderBy(idColumn, desc ? 'desc' : 'asc').limit(limit + 1).execute();
   const more = rows.length > limit;
   const items = more ? rows.slice(0, limit) : rows;
   return { items, next: more ? encodeCursor(items[items.length - 1]!.id) : null };
