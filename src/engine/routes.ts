@@ -100,7 +100,8 @@ export function registerEngineRoutes(app: FastifyInstance, { db }: RouteDeps): v
     const f = req.query as { limit?: number; cursor?: string; state?: string };
     const limit = Math.min(f.limit ?? 50, 1000);
     const after = f.cursor ? Number.parseInt(Buffer.from(f.cursor, 'base64url').toString(), 10) : -1;
-    if (!Number.isInteger(after)) throw Errors.invalidCursor('cursor is not one this API returned');
+    // seq is a 32-bit INTEGER: a larger number is no cursor of ours (and PostgreSQL would fail on it)
+    if (!Number.isInteger(after) || after < -1 || after > 2_147_483_647) throw Errors.invalidCursor('cursor is not one this API returned');
     let q = db.selectFrom('request_items').select(['seq', 'state', 'input', 'result', 'error']).where('request_id', '=', requestId).where('seq', '>', after);
     if (f.state) q = q.where('state', '=', f.state);
     const rows = await q.orderBy('seq').limit(limit + 1).execute();
