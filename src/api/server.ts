@@ -22,6 +22,8 @@ export interface ApiDeps {
 }
 
 const PUBLIC = new Set(['/healthz', '/readyz', '/metrics', '/api/v1/openapi.json']);
+/** Methods that submit a request (and so may carry an Idempotency-Key); HEAD runs a GET handler. */
+const MUTATIONS = new Set(['POST', 'PUT', 'PATCH', 'DELETE']);
 
 /**
  * Bodies are validated strictly: no type coercion, unknown fields are errors (not silently dropped).
@@ -79,6 +81,12 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   // every path parameter that is an id is checked against the caller's scope by its kind.
   app.addHook('preValidation', async (req) => {
     if (!req.principal) return;
+    // A mutation re-sent with an Idempotency-Key this token already used is answered by the engine
+    // from the stored request, even when its object is gone since (a DELETE re-sent after a crash,
+    // whose first attempt committed and was purged). No leak: the answer is the caller's own request,
+    // or idempotency_key_reused whatever the path names.
+    const key = req.headers['idempotency-key'];
+    if (MUTATIONS.has(req.method) && typeof key === 'string' && key.length <= 200 && (await deps.engine.hasRequestForKey(req.principal, key))) return;
     for (const value of Object.values((req.params ?? {}) as Record<string, unknown>)) {
       if (typeof value !== 'string') continue;
       const kind = idKind(value);

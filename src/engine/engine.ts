@@ -414,6 +414,14 @@ export class Engine {
     }
   }
 
+  /**
+   * True when this caller's token already made a request under `key`: submitting again replays that
+   * request's stored answer, even if its object is gone since (e.g. a DELETE re-sent after a crash).
+   */
+  async hasRequestForKey(principal: Principal, key: string): Promise<boolean> {
+    return !!principal.tokenId && !!(await this.findByKey(principal.tokenId, key));
+  }
+
   private async findByKey(tokenId: string, key: string): Promise<Record<string, any> | undefined> {
     return this.db.selectFrom('requests').selectAll().where('token_id', '=', tokenId).where('idempotency_key', '=', key).executeTakeFirst();
   }
