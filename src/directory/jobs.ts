@@ -1,3 +1,4 @@
+import { Errors } from '../core/errors.js';
 import type { Engine, JobHandler } from '../engine/engine.js';
 import { JOBS } from './model.js';
 import type { HomeDirectoryProvider } from './ports.js';
@@ -14,6 +15,8 @@ export function directoryJobs(engine: Engine, homes: HomeDirectoryProvider): Rec
       async run(payload, ctx) {
         const { orgId, userId } = payload as { orgId: string; userId: string };
         const u = await db().selectFrom('users').select(['state']).where('id', '=', userId).executeTakeFirst();
+        // a worker that lost its lease (stalled past it) must not touch the disk after another took the job over
+        if (ctx.signal.aborted) throw Errors.unavailable('lease lost before converging', { retryable: true });
         if (u?.state === 'active') await homes.ensureHome({ orgId, userId }, ctx);
         else await homes.removeHome({ orgId, userId }, ctx);
       },
