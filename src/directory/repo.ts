@@ -3,6 +3,7 @@ import { Errors } from '../core/errors.js';
 import { roleLevel, type Principal } from '../core/tenancy.js';
 import type { Db } from '../store/db.js';
 import { page, type Page, type PageParams } from '../store/page.js';
+import { noRows, scopeRows } from '../store/scope.js';
 
 /**
  * Directory queries. Every read takes the caller's principal and filters by its scope in SQL, so an
@@ -11,22 +12,12 @@ import { page, type Page, type PageParams } from '../store/page.js';
 
 type Q = SelectQueryBuilder<any, any, any>;
 
-/** Filter rows of a tenant table (org_id, reseller_id columns) to the principal's scope. */
+/** Filter rows of a tenant table (org_id, reseller_id columns) to the principal's scope; a user sees its organization's rows. */
 export function inScope<T extends Q>(q: T, p: Principal, t = ''): T {
-  const col = (c: string) => (t ? `${t}.${c}` : c);
-  switch (roleLevel(p.role)) {
-    case 'provider':
-      return q;
-    case 'reseller':
-      return q.where(col('reseller_id'), '=', p.resellerId) as T;
-    case 'organization':
-      return q.where(col('org_id'), '=', p.orgId) as T;
-    case 'user':
-      return q.where(col('org_id'), '=', p.orgId) as T;
-  }
+  return scopeRows(q, p, (x) => x.where(t ? `${t}.org_id` : 'org_id', '=', p.orgId) as T, t);
 }
 
-const nothing = <T extends Q>(q: T): T => q.where('id', '=', '') as T;
+const nothing = noRows;
 
 // ---- resellers ----
 export function resellersQuery(db: Db, p: Principal): Q {
@@ -153,17 +144,7 @@ export async function listMembers(db: Db, p: Principal, orgId: string, groupId: 
 
 // ---- tokens ----
 export function tokensQuery(db: Db, p: Principal): Q {
-  const q = db.selectFrom('tokens').selectAll();
-  switch (roleLevel(p.role)) {
-    case 'provider':
-      return q;
-    case 'reseller':
-      return q.where('reseller_id', '=', p.resellerId);
-    case 'organization':
-      return q.where('org_id', '=', p.orgId);
-    case 'user':
-      return q.where('user_id', '=', p.userId);
-  }
+  return scopeRows(db.selectFrom('tokens').selectAll(), p, (q) => q.where('user_id', '=', p.userId));
 }
 
 export async function getToken(db: Db, p: Principal, id: string): Promise<any> {

@@ -4,6 +4,7 @@ import { Errors } from '../core/errors.js';
 import { roleLevel, type Principal } from '../core/tenancy.js';
 import type { Db } from '../store/db.js';
 import { mapPage, page } from '../store/page.js';
+import { noRows, scopeRows } from '../store/scope.js';
 import { errorResponses, ListOf, ListQuery, LogListQuery, type RouteDeps, type VisibilityRegistry } from './http.js';
 
 /** Requests, audit entries and billing events, each readable only within the caller's scope. */
@@ -15,18 +16,9 @@ const ReqId = Type.String({ pattern: '^req_[0-9A-HJKMNP-TV-Z]{26}$', maxLength: 
 const OrgFilter = Type.Optional(Type.String({ pattern: '^org_[0-9A-HJKMNP-TV-Z]{26}$', maxLength: 30 }));
 const RslFilter = Type.Optional(Type.String({ pattern: '^rsl_[0-9A-HJKMNP-TV-Z]{26}$', maxLength: 30 }));
 
-/** Scope rows carrying (reseller_id, org_id); provider-level rows (both null) are the provider's alone. */
+/** Scope rows carrying (reseller_id, org_id); a user sees only what its own token did (`userCol` = token_id), or nothing. */
 function scoped(q: any, p: Principal, userCol?: string): any {
-  switch (roleLevel(p.role)) {
-    case 'provider':
-      return q;
-    case 'reseller':
-      return q.where('reseller_id', '=', p.resellerId);
-    case 'organization':
-      return q.where('org_id', '=', p.orgId);
-    case 'user':
-      return userCol ? q.where('org_id', '=', p.orgId).where(userCol, '=', p.tokenId) : q.where('id', '=', '');
-  }
+  return scopeRows(q, p, (x) => (userCol ? x.where('org_id', '=', p.orgId).where(userCol, '=', p.tokenId) : noRows(x)));
 }
 
 export const engineVisibility: VisibilityRegistry = {
