@@ -6,10 +6,11 @@
  * Ordering: jobs with the same queue_key (an organization) run strictly in id order. A job is
  * claimable only when no earlier job of its key is still open (queued, including ones waiting on a
  * backoff, or running). Index `jobs_open_by_key (queue_key, id) WHERE state IN ('queued','running')`
- * makes that NOT EXISTS a single index probe; `jobs_ready (run_at, id) WHERE state = 'queued'`
+ * makes finding a key's first open job a single index probe; `jobs_ready (run_at, id) WHERE state = 'queued'`
  * serves the scan for ready jobs.
  */
 import { sql } from 'kysely';
+import { Errors } from '../core/errors.js';
 import type { Db, Dialect } from '../store/db.js';
 import type { JobSpec } from './procedure.js';
 
@@ -70,44 +71,84 @@ export async function insertJobs(
 }
 
 /**
- * Claim up to `limit` ready jobs for `owner` under a lease ending at `now + leaseMs`.
+ * A claim first looks at this many ready jobs in (run_at, id) order. When they hold enough claimable
+ * heads (the usual case with many keys) that is the whole claim; when they are mostly blocked behind a
+ * running head of their key (one organization with a long backlog), the claim walks the keys instead.
+ */
+const CLAIM_SCAN = 64;
+
+/**
+ * Claim up to `limit` ready jobs for `owner` under a lease ending at `now + leaseMs`: the first
+ * `limit` jobs in (run_at, id) order that are queued, due, and the oldest open job of their key.
+ *
+ * Two passes give that set without scanning a long backlog. Asking every ready job whether an earlier
+ * one of its key is open costs O(ready jobs) whenever fewer than `limit` jobs are claimable, which is
+ * every claim while one organization has a backlog: 10,000 queued jobs of one key took 5 ms (SQLite) to
+ * 70 ms (PostgreSQL) a claim and drained at 63 jobs/s on SQLite (bench/, 2 cores).
+ *   1. the first CLAIM_SCAN ready jobs, each kept if it is the first open job of its key. Any claimable job
+ *      outside this window comes after all of them, so what this finds is the start of the answer;
+ *   2. if that was not enough: the first open job of every key (a loose index scan over `jobs_open_by_key`,
+ *      one probe per key, not per job), kept if queued and due. Jobs claimed by pass 1 are running by
+ *      now, so pass 2 skips them and their keys.
+ * Measured on the same backlog: 1-2 ms (SQLite), 3 ms (PostgreSQL) a claim. The cost moves to pass 2's
+ * walk when many keys are blocked at once, by a running head (at most the workers' concurrency) or by a
+ * head waiting out a backoff: 5,000 such keys cost ~10 ms (SQLite) and ~50 ms (PostgreSQL) a claim,
+ * 2-4x the single query.
+ *
  * PostgreSQL: FOR UPDATE SKIP LOCKED lets any number of workers claim concurrently without waiting
- * on each other; a row another worker is claiming is skipped, and its later siblings stay blocked by
- * the NOT EXISTS (they see it as queued or running either way).
- * SQLite: there is one writer, so the UPDATE ... WHERE id IN (SELECT ...) is already atomic.
+ * on each other; a row another worker is claiming is skipped, and its later siblings are not the first
+ * open job of their key (they see it as queued or running either way), so they stay blocked.
+ * SQLite: there is one writer, so each UPDATE ... WHERE id IN (SELECT ...) is already atomic.
  */
 export async function claimJobs(db: Db, dialect: Dialect, owner: string, limit: number, leaseMs: number, now = Date.now()): Promise<JobRow[]> {
-  const until = now + leaseMs;
-  if (dialect === 'postgres') {
-    const r = await sql<JobRow>`
-      WITH next AS (
-        SELECT j.id FROM jobs j
-        WHERE j.state = 'queued' AND j.run_at <= ${now}
-          AND NOT EXISTS (
-            SELECT 1 FROM jobs p
-            WHERE p.queue_key = j.queue_key AND p.id < j.id AND p.state IN ('queued', 'running'))
-        ORDER BY j.run_at, j.id
-        LIMIT ${limit}
-        FOR UPDATE SKIP LOCKED
-      )
+  const first = await claimPass(db, dialect, owner, limit, now + leaseMs, now, 'window');
+  if (first.length >= limit) return first;
+  const rest = await claimPass(db, dialect, owner, limit - first.length, now + leaseMs, now, 'heads');
+  return [...first, ...rest].sort((a, b) => a.id - b.id);
+}
+
+/**
+ * SQL shared by both passes and both databases. The plans were checked with EXPLAIN ANALYZE on PostgreSQL 15
+ * with 10,000 done and 10,000 open jobs, with and without statistics: each shape below is there because the
+ * obvious one let the planner walk `jobs_pkey` past every done job or scan every queued job (up to 140 ms a claim).
+ * - The head of a key is found with a range (`queue_key >= k ORDER BY queue_key, id LIMIT 1`), which only
+ *   `jobs_open_by_key` can answer in order; with `queue_key = k` PostgreSQL may read the primary key instead.
+ * - Candidates are fetched by primary key and sorted (at most CLAIM_SCAN of them, or one per key):
+ *   `= ANY (ARRAY(...))`, `run_at + 0` and `state || ''` keep PostgreSQL from using jobs_ready for this.
+ */
+async function claimPass(db: Db, dialect: Dialect, owner: string, limit: number, until: number, now: number, pass: 'window' | 'heads'): Promise<JobRow[]> {
+  const pg = dialect === 'postgres';
+  const open = sql`state IN ('queued', 'running')`;
+  const candidates = pass === 'window'
+    ? sql`SELECT id FROM jobs WHERE state = 'queued' AND run_at <= ${now} ORDER BY run_at, id LIMIT ${CLAIM_SCAN}`
+    // loose index scan of jobs_open_by_key (queue_key, id): each step jumps to the first open job of the next key
+    : sql`WITH RECURSIVE heads(k, id) AS (
+          SELECT first.queue_key, first.id FROM (SELECT queue_key, id FROM jobs WHERE ${open} ORDER BY queue_key, id LIMIT 1) AS first
+          UNION ALL
+          SELECT n.queue_key, n.id FROM heads JOIN jobs n ON n.id = (
+            SELECT p.id FROM jobs p WHERE p.${open} AND p.queue_key > heads.k ORDER BY p.queue_key, p.id LIMIT 1))
+        SELECT id FROM heads`;
+  // a job of the window is claimable when it is the first open job of its key (heads are, by construction)
+  const isHead = pass === 'window'
+    ? sql`AND j.id = (SELECT p.id FROM jobs p WHERE p.${open} AND p.queue_key >= j.queue_key ORDER BY p.queue_key, p.id LIMIT 1)`
+    : sql``;
+  const pick = sql`SELECT j.id FROM jobs j
+    WHERE ${pg ? sql`j.id = ANY (ARRAY(${candidates}))` : sql`j.id IN (${candidates})`}
+      AND j.state || '' = 'queued' AND j.run_at + 0 <= ${now} ${isHead}
+    ORDER BY j.run_at + 0, j.id
+    LIMIT ${limit}`;
+  const r = pg
+    ? await sql<JobRow>`
+      WITH next AS (${pick} FOR UPDATE OF j SKIP LOCKED)
       UPDATE jobs SET state = 'running', attempts = jobs.attempts + 1, locked_by = ${owner},
         locked_until = ${until}, started_at = ${now}
       FROM next WHERE jobs.id = next.id
-      RETURNING jobs.*`.execute(db);
-    return r.rows.sort((a, b) => a.id - b.id);
-  }
-  const r = await sql<JobRow>`
-    UPDATE jobs SET state = 'running', attempts = attempts + 1, locked_by = ${owner},
-      locked_until = ${until}, started_at = ${now}
-    WHERE id IN (
-      SELECT j.id FROM jobs j
-      WHERE j.state = 'queued' AND j.run_at <= ${now}
-        AND NOT EXISTS (
-          SELECT 1 FROM jobs p
-          WHERE p.queue_key = j.queue_key AND p.id < j.id AND p.state IN ('queued', 'running'))
-      ORDER BY j.run_at, j.id
-      LIMIT ${limit})
-    RETURNING *`.execute(db);
+      RETURNING jobs.*`.execute(db)
+    : await sql<JobRow>`
+      UPDATE jobs SET state = 'running', attempts = attempts + 1, locked_by = ${owner},
+        locked_until = ${until}, started_at = ${now}
+      WHERE id IN (${pick})
+      RETURNING *`.execute(db);
   return r.rows.sort((a, b) => a.id - b.id);
 }
 
@@ -174,6 +215,9 @@ export async function cancelQueuedJobs(tx: Db, requestId: string, phase: JobPhas
   return Number(r.numUpdatedRows);
 }
 
+/** A swept job's last_error: JSON like every other last_error (GET /api/v1/requests/{id} parses it as such). */
+const LEASE_EXPIRED = JSON.stringify(Errors.unavailable('lease expired: the worker holding the job stopped heartbeating').toJSON());
+
 /**
  * Sweeper: jobs whose lease ran out (their worker died or hung) go back to the queue. The attempt
  * was already counted by the claim, so a job that keeps killing its worker runs out of attempts.
@@ -181,7 +225,7 @@ export async function cancelQueuedJobs(tx: Db, requestId: string, phase: JobPhas
 export async function sweepExpired(db: Db, now = Date.now()): Promise<number> {
   const r = await db
     .updateTable('jobs')
-    .set({ state: 'queued', locked_by: null, locked_until: null, run_at: now, last_error: 'lease expired' })
+    .set({ state: 'queued', locked_by: null, locked_until: null, run_at: now, last_error: LEASE_EXPIRED })
     .where('state', '=', 'running')
     .where('locked_until', '<', now)
     .executeTakeFirst();
