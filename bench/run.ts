@@ -37,7 +37,7 @@ const { values: opt } = parseArgs({
     only: { type: 'string', default: 'a,b,c,d,e' },
     'server-tsx': { type: 'boolean', default: false },
     workers: { type: 'string' },
-    'server-node-options': { type: 'string', default: '' },
+    'server-node-options': { type: 'string', default: '--max-semi-space-size=8' },
   },
 });
 
