@@ -4,7 +4,7 @@ import { DISPLAY_NAME, pickFlags, runList, runMutation, runShow } from './shared
 
 const lifecycle = (verb: 'suspend' | 'resume', done: string): CommandSpec => ({
   words: ['org', verb],
-  summary: `${verb} an organization (mail stops or flows again for all its users)`,
+  summary: `${verb} an organization (recorded and billed; the mail data plane will enforce it)`,
   args: ['ID'],
   kind: 'api',
   run: (ctx) => runMutation(ctx, { method: 'POST', path: path`/organizations/${arg(ctx, 0)}/${verb}`, kind: 'organization', done }),

@@ -4,7 +4,7 @@ import { DISPLAY_NAME, pickFlags, runList, runMutation, runShow } from './shared
 
 const lifecycle = (verb: 'suspend' | 'resume', done: string): CommandSpec => ({
   words: ['reseller', verb],
-  summary: `${verb} a reseller (and so every organization under it)`,
+  summary: `${verb} a reseller (recorded and billed; its organizations keep their own state)`,
   args: ['ID'],
   kind: 'api',
   run: (ctx) => runMutation(ctx, { method: 'POST', path: path`/resellers/${arg(ctx, 0)}/${verb}`, kind: 'reseller', done }),
