@@ -73,7 +73,13 @@ export function newId(kind: IdKind): string {
   return `${ID_PREFIXES[kind]}_${ulid()}`;
 }
 
-const ID_RE = /^[a-z]{3}_[0-9A-HJKMNP-TV-Z]{26}$/;
+/** The ULID part of an id, as a regular-expression source (for schemas). */
+export const ULID_PATTERN = '[0-9A-HJKMNP-TV-Z]{26}';
+
+/** Pattern of an id of one kind, e.g. idPattern('usr'). */
+export const idPattern = (prefix: string): string => `^${prefix}_${ULID_PATTERN}$`;
+
+const ID_RE = new RegExp(`^[a-z]{3}_${ULID_PATTERN}$`);
 
 /** True when `s` has the shape of an HMC id (any kind). */
 export function isId(s: string): boolean {

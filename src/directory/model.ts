@@ -1,6 +1,10 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { displayDomain, DISPLAY_NAME_PATTERN, SLUG_PATTERN } from '../core/names.js';
 import { ROLES } from '../core/tenancy.js';
+import { iso } from '../core/time.js';
+import { Id } from '../engine/http.js';
+
+export { Id, iso };
 
 /**
  * The directory's types: input schemas (shared by procedures and routes, so validation, types and
@@ -8,7 +12,6 @@ import { ROLES } from '../core/tenancy.js';
  */
 
 const strict = { additionalProperties: false } as const;
-export const Id = (prefix: string) => Type.String({ pattern: `^${prefix}_[0-9A-HJKMNP-TV-Z]{26}$`, maxLength: 30, description: `${prefix}_ id` });
 export const Slug = Type.String({ pattern: SLUG_PATTERN, minLength: 1, maxLength: 64 });
 export const DisplayName = Type.String({ minLength: 1, maxLength: 256, pattern: DISPLAY_NAME_PATTERN });
 export const OptionalText = (max: number) => Type.String({ maxLength: max, pattern: DISPLAY_NAME_PATTERN });
@@ -118,8 +121,7 @@ export type UserView = Static<typeof UserView>;
 export type GroupView = Static<typeof GroupView>;
 export type TokenView = Static<typeof TokenView>;
 
-export const iso = (ms: number | null | undefined): string | null => (ms === null || ms === undefined ? null : new Date(Number(ms)).toISOString());
-const isoReq = (ms: number): string => new Date(Number(ms)).toISOString();
+const isoReq = (ms: number): string => iso(ms)!;
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
 export const toReseller = (r: any): ResellerView => ({

@@ -20,7 +20,8 @@ export interface AuditEntry {
   now: number;
 }
 
-const json = (v: unknown): string | null => (v === undefined ? null : JSON.stringify(v));
+/** JSON text for a nullable TEXT column; undefined is stored as NULL. */
+export const json = (v: unknown): string | null => (v === undefined ? null : JSON.stringify(v));
 
 /** Append one audit entry in the caller's transaction (the table refuses updates and deletes). */
 export async function appendAudit(tx: Db, e: AuditEntry): Promise<void> {

@@ -10,7 +10,7 @@ import { canonicalJson, redact, sha256, splitSecrets } from './redact.js';
 import type { BillingEventSpec, JobSpec, PrepareDeps, ProcContext, Procedure, TargetSpec } from './procedure.js';
 import { withSavepoint, type TxRunner } from './tx-runner.js';
 import { cancelQueuedJobs, failJob, insertJobs, openJobCount, type JobRow } from './queue.js';
-import { appendAudit } from './audit.js';
+import { appendAudit, json } from './audit.js';
 
 // TypeBox's compiler knows no string formats until they are registered; without this every input
 // with a `format` (e.g. a token's `expiresAt`) fails with "Unknown format". RFC 3339 date-time, as the HTTP layer checks it.
@@ -77,7 +77,6 @@ interface Recorded {
 
 const newRecorded = (): Recorded => ({ target: null, before: undefined, after: undefined, jobs: [], events: [], compensation: undefined });
 
-const json = (v: unknown): string | null => (v === undefined ? null : JSON.stringify(v));
 
 /**
  * The provisioning engine (HMC's MPS): validates, authorizes and runs procedures in one transaction
@@ -199,7 +198,7 @@ export class Engine {
               finished_at: state === 'succeeded' ? now : null,
             })
             .execute();
-          await this.writeRecorded(tx, requestId, principal, procId, rec, now, null);
+          await this.writeRecorded(tx, requestId, rec, now, null);
           await appendAudit(tx, {
             requestId, principal, procedure: procId, phase: 'execute', outcome: state === 'succeeded' ? 'succeeded' : 'accepted',
             target: rec.target, input: redacted, before: rec.before, after: rec.after, error: null, durationMs: performance.now() - t0, now,
@@ -329,7 +328,7 @@ export class Engine {
               result = await withSavepoint(tx, async () => {
                 rec = newRecorded();
                 const r = await proc.run(this.context(tx, principal, requestId, now, rec), item.prepared);
-                await this.writeRecorded(tx, requestId, principal, proc.id, rec, now, item.seq);
+                await this.writeRecorded(tx, requestId, rec, now, item.seq);
                 await appendAudit(tx, {
                   requestId, principal, procedure: proc.id, phase: 'execute', outcome: 'succeeded', target: rec.target,
                   input: redact(item.input, proc.secrets), before: rec.before, after: rec.after, error: null, durationMs: performance.now() - t0, now,
@@ -391,15 +390,11 @@ export class Engine {
       compensation: (data) => {
         rec.compensation ??= data;
       },
-      call: async (p, input) => {
-        if (!roleCovers(principal.role, p.minRole)) throw Errors.forbidden(`${p.id} needs the ${p.minRole} role or higher`);
-        return p.run(ctx, input);
-      },
     };
     return ctx;
   }
 
-  private async writeRecorded(tx: Db, requestId: string, _principal: Principal, _procId: string, rec: Recorded, now: number, itemSeq: number | null): Promise<void> {
+  private async writeRecorded(tx: Db, requestId: string, rec: Recorded, now: number, itemSeq: number | null): Promise<void> {
     await insertJobs(tx, requestId, 'forward', rec.jobs, now, itemSeq);
     if (rec.events.length > 0) {
       await tx
@@ -489,7 +484,7 @@ export class Engine {
     const rec = newRecorded();
     await proc.compensate(this.context(tx, { ...SYSTEM, actor: `compensation of ${req.id}` }, req.id, now, rec), data);
     await insertJobs(tx, req.id, 'compensation', rec.jobs, now, itemSeq);
-    await this.writeRecorded(tx, req.id, principal, proc.id, { ...rec, jobs: [] }, now, itemSeq);
+    await this.writeRecorded(tx, req.id, { ...rec, jobs: [] }, now, itemSeq);
     if (rec.jobs.length > 0) {
       await tx.updateTable('requests').set((eb) => ({ jobs_total: eb('jobs_total', '+', rec.jobs.length) })).where('id', '=', req.id).execute();
     }

@@ -1,7 +1,7 @@
 import { Type, type TSchema } from '@sinclair/typebox';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { Errors, HmcError, type ErrorKind } from '../core/errors.js';
-import type { IdKind } from '../core/ids.js';
+import { idPattern, type IdKind } from '../core/ids.js';
 import type { Principal } from '../core/tenancy.js';
 import type { Db } from '../store/db.js';
 import type { Engine } from './engine.js';
@@ -36,6 +36,9 @@ export const STATUS: Record<ErrorKind, number> = {
   unavailable: 503,
   internal: 500,
 };
+
+/** An id of one kind (`usr`, `org`, ...) in a schema. */
+export const Id = (prefix: string) => Type.String({ pattern: idPattern(prefix), maxLength: 30, description: `${prefix}_ id` });
 
 export const ListQuery = {
   limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, description: 'page size (default 50)' })),

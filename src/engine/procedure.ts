@@ -47,8 +47,6 @@ export interface ProcContext {
   event(e: BillingEventSpec): void;
   /** The small data the compensation needs if a job of this request fails for good. */
   compensation(data: unknown): void;
-  /** Run another procedure's body inside this transaction (its jobs, events and diff join this request). */
-  call<P extends Procedure<any, any, any>>(proc: P, input: ProcInput<P>): Promise<ProcResult<P>>;
 }
 
 /** A named public operation with a typed input, a minimum role, its transaction body and its compensation. */
@@ -70,8 +68,6 @@ export interface PrepareDeps {
   hashPassword(plain: string): Promise<string>;
 }
 
-export type ProcInput<P> = P extends Procedure<infer S, any, any> ? Static<S> : never;
-export type ProcResult<P> = P extends Procedure<any, any, infer R> ? R : never;
 
 /** Identity helper that keeps the generic types of a procedure definition. */
 export function defineProcedure<S extends TSchema, P = Static<S>, R = unknown>(p: Procedure<S, P, R>): Procedure<S, P, R> {

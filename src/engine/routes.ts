@@ -5,16 +5,16 @@ import { roleLevel, type Principal } from '../core/tenancy.js';
 import type { Db } from '../store/db.js';
 import { mapPage, page } from '../store/page.js';
 import { noRows, scopeRows } from '../store/scope.js';
-import { errorResponses, ListOf, ListQuery, LogListQuery, type RouteDeps, type VisibilityRegistry } from './http.js';
+import { iso } from '../core/time.js';
+import { errorResponses, Id, ListOf, ListQuery, LogListQuery, type RouteDeps, type VisibilityRegistry } from './http.js';
 
 /** Requests, audit entries and billing events, each readable only within the caller's scope. */
 
 const strict = { additionalProperties: false } as const;
-const iso = (ms: unknown) => (ms === null || ms === undefined ? null : new Date(Number(ms)).toISOString());
 const parse = (s: unknown) => (typeof s === 'string' ? JSON.parse(s) : null);
-const ReqId = Type.String({ pattern: '^req_[0-9A-HJKMNP-TV-Z]{26}$', maxLength: 30 });
-const OrgFilter = Type.Optional(Type.String({ pattern: '^org_[0-9A-HJKMNP-TV-Z]{26}$', maxLength: 30 }));
-const RslFilter = Type.Optional(Type.String({ pattern: '^rsl_[0-9A-HJKMNP-TV-Z]{26}$', maxLength: 30 }));
+const ReqId = Id('req');
+const OrgFilter = Type.Optional(Id('org'));
+const RslFilter = Type.Optional(Id('rsl'));
 
 /** Scope rows carrying (reseller_id, org_id); a user sees only what its own token did (`userCol` = token_id), or nothing. */
 function scoped(q: any, p: Principal, userCol?: string): any {
