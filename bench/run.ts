@@ -136,6 +136,7 @@ async function benchInProcess(config: Config, n: number) {
 
     const errors: Record<string, number> = {};
     let ok = 0;
+    const cpu0 = process.cpuUsage();
     const t0 = performance.now();
     await pool(n, CONCURRENCY, async (i) => {
       try {
@@ -147,7 +148,8 @@ async function benchInProcess(config: Config, n: number) {
       }
     });
     const t1 = performance.now();
-    progress(`  (a) in-process: ${ok}/${n} users in ${round((t1 - t0) / 1000)} s = ${rate(ok, t1 - t0)} users/s`);
+    const cpu = process.cpuUsage(cpu0);
+    progress(`  (a) in-process: ${ok}/${n} users in ${round((t1 - t0) / 1000)} s = ${rate(ok, t1 - t0)} users/s, CPU ${round((cpu.user + cpu.system) / 1000 / n, 3)} ms a user (this process, jobs included)`);
     const jobs = config.workers > 0 ? await drainJobs(platform.store, t0, t1, ok) : null; // --workers 0: the engine alone
     if (jobs) progress(`  (a) jobs drained ${round(jobs.drainSecondsAfterSubmit)} s after the last submit (${jobs.jobsPerSec} jobs/s overall)`);
     return {
@@ -157,6 +159,7 @@ async function benchInProcess(config: Config, n: number) {
       rejected: errors,
       seconds: round((t1 - t0) / 1000),
       usersPerSec: rate(ok, t1 - t0),
+      cpuMsPerUser: round((cpu.user + cpu.system) / 1000 / n, 3),
       workers: config.workers,
       jobs: jobs && { ...jobs, homesOnDisk: countHomes(config.filesRoot, org.id), requestStates: await requestStates(platform.store, org.id) },
     };
@@ -191,12 +194,13 @@ async function benchRaw(tdb: TestDatabase, org: { id: string; resellerId: string
   const cols = USER_COLUMNS.join(', ');
   let ms: number;
   if (tdb.dialect === 'sqlite') {
-    // the same pragmas as src/store/db.ts: WAL, synchronous=FULL, foreign keys
+    // the same pragmas as src/store/db.ts: WAL, synchronous=FULL, foreign keys, in-memory statement journals
     const db = new SQLite(tdb.sqlitePath!);
     db.pragma('journal_mode = WAL');
     db.pragma('synchronous = FULL');
     db.pragma('foreign_keys = ON');
     db.pragma('busy_timeout = 5000');
+    db.pragma('temp_store = MEMORY');
     const ins = db.prepare(`INSERT INTO users (${cols}) VALUES (${USER_COLUMNS.map(() => '?').join(', ')})`);
     const begin = db.prepare('BEGIN');
     const commit = db.prepare('COMMIT');
@@ -229,7 +233,7 @@ async function benchRaw(tdb: TestDatabase, org: { id: string; resellerId: string
 interface Server {
   url: string;
   idleRss: number;
-  rss(reset?: boolean): Promise<{ max: number; current: number; heapTotal: number; heapUsed: number; external: number }>;
+  rss(reset?: boolean): Promise<{ max: number; current: number; heapTotal: number; heapUsed: number; external: number; cpu: NodeJS.CpuUsage }>;
   /** Memory after a full garbage collection (asked after a phase's max RSS was read). */
   afterGc(): Promise<{ rss: number; heapTotal: number; heapUsed: number }>;
   stop(): Promise<void>;
@@ -336,14 +340,15 @@ async function benchHttp(server: Server, api: ReturnType<typeof client>, store: 
   if (workers) await until(async () => (await openJobs(store)) === 0, DRAIN_TIMEOUT_MS, 25);
 
   const { org, domain } = await httpTenant(api, 'http');
-  await server.rss(true);
+  const before = await server.rss(true);
   const t0 = performance.now();
   const run = await postUsers(api, org.id, domain.name, n, CLIENTS, 'h');
   const t1 = t0 + run.ms;
   const rss = await server.rss(true);
+  const cpuMs = (rss.cpu.user + rss.cpu.system - before.cpu.user - before.cpu.system) / 1000;
   const gc = await server.afterGc();
   const lat = summarize(run.latencies);
-  progress(`  (b) HTTP: ${run.accepted}/${n} users in ${round(run.ms / 1000)} s = ${rate(run.accepted, run.ms)} users/s; p50 ${lat.p50} p99 ${lat.p99} max ${lat.max} ms; server max RSS ${mb(rss.max)} MB`);
+  progress(`  (b) HTTP: ${run.accepted}/${n} users in ${round(run.ms / 1000)} s = ${rate(run.accepted, run.ms)} users/s; p50 ${lat.p50} p99 ${lat.p99} max ${lat.max} ms; server max RSS ${mb(rss.max)} MB; server CPU ${round(cpuMs / n, 3)} ms a user`);
   const jobs = workers ? await drainJobs(store, t0, t1, run.accepted) : null;
   if (jobs) progress(`  (b) jobs drained ${jobs.drainSecondsAfterSubmit} s after the last POST`);
   return {
@@ -356,6 +361,7 @@ async function benchHttp(server: Server, api: ReturnType<typeof client>, store: 
     seconds: round(run.ms / 1000),
     usersPerSec: rate(run.accepted, run.ms),
     latencyMs: lat,
+    serverCpuMsPerUser: round(cpuMs / n, 3),
     serverMaxRssMB: mb(rss.max),
     serverMemoryAfterMB: memoryMB(rss),
     serverMemoryAfterGcMB: memoryAfterGcMB(gc),

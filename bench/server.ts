@@ -2,7 +2,7 @@
  * The benchmark's server process: the real platform (API + in-process workers) on the configuration
  * it is given, so the client's memory and CPU are not counted as the server's. Talks to bench/run.ts
  * over the fork IPC channel: sends `ready` with its URL, answers `rss` (max resident set size since
- * the last reset, sampled every 50 ms), `gc` (memory after a full collection) and `stop`.
+ * the last reset, sampled every 50 ms, and the process's CPU time so far), `gc` (memory after a full collection) and `stop`.
  */
 import { createPlatform } from '../src/app.js';
 import type { Config } from '../src/core/config.js';
@@ -30,7 +30,7 @@ process.on('message', (m: Msg) => {
     const current = process.memoryUsage.rss();
     maxRss = Math.max(maxRss, current);
     const mem = process.memoryUsage();
-    process.send!({ type: 'rss', max: maxRss, current, heapTotal: mem.heapTotal, heapUsed: mem.heapUsed, external: mem.external });
+    process.send!({ type: 'rss', max: maxRss, current, heapTotal: mem.heapTotal, heapUsed: mem.heapUsed, external: mem.external, cpu: process.cpuUsage() });
     if (m.reset) maxRss = current;
   } else if (m.type === 'gc') {
     // live heap after a full collection (run.ts starts us with --expose-gc), to tell garbage from a leak

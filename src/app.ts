@@ -17,6 +17,26 @@ import { directoryJobs } from './directory/jobs.js';
 import { directoryVisibility, registerDirectoryRoutes } from './directory/routes.js';
 import type { HomeDirectoryProvider } from './directory/ports.js';
 import { createFilesProvider } from './dataplane/files-provider.js';
+import { plansProcedures } from './plans/procedures.js';
+import { plansVisibility, registerPlansRoutes } from './plans/routes.js';
+import { DAY_MS, type MailSettings } from './mail/addresses.js';
+import { groupMailProcedures } from './mail/groups-procedures.js';
+import { registerGroupMailRoutes } from './mail/groups-routes.js';
+import { publicFolderProcedures } from './mail/public-folders-procedures.js';
+import { publicFolderVisibility, registerPublicFolderRoutes } from './mail/public-folders-routes.js';
+import { grantProcedures } from './mail/grants-procedures.js';
+import { registerGrantRoutes } from './mail/grants-routes.js';
+import { autoReplyProcedures } from './mail/auto-reply.js';
+import { registerAutoReplyRoutes } from './mail/auto-reply-routes.js';
+import { domainProcedures } from './mail/domains-procedures.js';
+import { domainVisibility, registerDomainRoutes } from './mail/domains-routes.js';
+import { mailboxProcedures } from './mail/mailboxes-procedures.js';
+import { mailboxVisibility, registerMailboxRoutes } from './mail/mailboxes-routes.js';
+import { contactProcedures } from './mail/contacts.js';
+import { registerContactRoutes } from './mail/contacts-routes.js';
+import { registerMailDirectoryHooks } from './mail/directory-hooks.js';
+import { directoryHooks } from './directory/hooks.js';
+import { registerMailCsvRoutes } from './mail/csv-routes.js';
 import { buildApi } from './api/server.js';
 import { createMetrics } from './api/metrics.js';
 
@@ -97,14 +117,19 @@ export async function createPlatform(config: Config, opts: PlatformOptions = {})
   const hasher: PasswordHasher = createPasswordHasher({ cost: config.bcryptCost });
   const engine = new Engine({ store, txr: createTxRunner(store.db, store.dialect), log, prepare: { hashPassword: (p) => hasher.hash(p) }, metrics: metrics.engine });
   engine.register(...directoryProcedures);
+  engine.register(...plansProcedures);
+  const mailSettings: MailSettings = { addressQuarantineMs: config.addressQuarantineDays * DAY_MS, mailboxRetentionMs: config.mailboxRetentionDays * DAY_MS };
+  engine.register(...groupMailProcedures(mailSettings), ...publicFolderProcedures(mailSettings), ...grantProcedures, ...autoReplyProcedures);
+  engine.register(...domainProcedures, ...mailboxProcedures(mailSettings), ...contactProcedures);
+  registerMailDirectoryHooks(directoryHooks, mailSettings);
   const homes = opts.homes ?? createFilesProvider(config.filesRoot);
   for (const [kind, h] of Object.entries(directoryJobs(engine, homes))) engine.handle(kind, h);
 
   let ready = false;
   const app = opts.api === false ? null : await buildApi({
     engine,
-    registrars: [registerEngineRoutes, registerDirectoryRoutes],
-    visibility: { ...engineVisibility, ...directoryVisibility },
+    registrars: [registerEngineRoutes, registerDirectoryRoutes, registerPlansRoutes, registerGroupMailRoutes, registerPublicFolderRoutes, registerGrantRoutes, registerAutoReplyRoutes, registerDomainRoutes, registerMailboxRoutes, registerContactRoutes, registerMailCsvRoutes],
+    visibility: { ...engineVisibility, ...directoryVisibility, ...plansVisibility, ...publicFolderVisibility, ...domainVisibility, ...mailboxVisibility },
     metrics,
     logger: opts.logger === false ? false : { level: config.logLevel },
     ready: () => ready,

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import fc from 'fast-check';
 import { sql } from 'kysely';
 import { DIALECTS } from '../src/store/testing.js';
+import { mailEnable } from './mail-support.js';
 import { startTestPlatform, type TestPlatform } from './support.js';
 
 /**
@@ -42,10 +43,16 @@ function operations(doc: any): Op[] {
 }
 
 /** Tables a refused call must leave alone, plus fingerprints of in-place changes (updates, revocations). */
-const TABLES = ['users', 'organizations', 'resellers', 'domains', 'groups', 'group_members', 'tokens', 'requests', 'request_items', 'jobs', 'billing_events', 'audit_log'];
+const TABLES = [
+  'users', 'organizations', 'resellers', 'domains', 'groups', 'group_members', 'tokens', 'requests', 'request_items', 'jobs', 'billing_events', 'audit_log',
+  'org_plans', 'mailbox_plans', 'reseller_plans', 'org_subscriptions', 'org_available_plans', 'shared_domains', 'accepted_domains', 'mailboxes', 'contacts',
+  'mail_groups', 'mail_group_members', 'group_managers', 'group_senders', 'public_folders', 'public_folder_permissions', 'send_grants', 'auto_replies',
+  'addresses', 'address_quarantine',
+];
 const FINGERPRINTS = [
   sql`(SELECT count(*) FROM tokens WHERE revoked_at IS NOT NULL)`.as('tokens_revoked'),
-  ...['users', 'organizations', 'resellers', 'groups'].map((t) => sql`(SELECT coalesce(max(updated_at), 0) FROM ${sql.table(t)})`.as(`${t}_updated`)),
+  ...['users', 'organizations', 'resellers', 'groups', 'org_plans', 'mailbox_plans', 'org_subscriptions', 'accepted_domains', 'mailboxes', 'contacts', 'mail_groups', 'public_folders']
+    .map((t) => sql`(SELECT coalesce(max(updated_at), 0) FROM ${sql.table(t)})`.as(`${t}_updated`)),
   sql`(SELECT count(*) FROM users WHERE state <> 'active')`.as('users_not_active'),
   sql`(SELECT count(*) FROM organizations WHERE state <> 'active')`.as('organizations_not_active'),
 ];
@@ -217,6 +224,18 @@ for (const dialect of DIALECTS) {
       return Object.fromEntries(Object.entries(row).map(([k, v]) => [k, Number(v)]));
     }
 
+    /** Wait until no job is due: follow-up requests have run (jobs scheduled for later, a purge after retention, stay). */
+    async function quiesce(): Promise<void> {
+      const deadline = Date.now() + 30_000;
+      for (;;) {
+        const r = await t.platform.store.db.selectFrom('jobs').select((eb) => eb.fn.countAll().as('n'))
+          .where('state', 'in', ['queued', 'running']).where('run_at', '<=', Date.now()).executeTakeFirstOrThrow();
+        if (Number(r.n) === 0) return;
+        assert.ok(Date.now() < deadline, `${r.n} jobs still open`);
+        await new Promise((res) => setTimeout(res, 10));
+      }
+    }
+
     /** A fresh tenant per operation with one object of every kind, so a destructive success in one operation starves no other. */
     async function fixture(): Promise<{ fx: Fixture; orgAdmin: string }> {
       const seq = ++n;
@@ -225,11 +244,22 @@ for (const dialect of DIALECTS) {
       assert.equal(u.statusCode, 201, u.body);
       const group = await t.ok('POST', `/api/v1/organizations/${a.org.id}/groups`, { name: 'team', members: [u.json().id] });
       const spare = await t.ok('POST', '/api/v1/tokens', { name: 'spare', role: 'organization_helpdesk', orgId: a.org.id });
+      // Hosted Email: plans, a subscription, the domain accepted, a mailbox, a contact, the group mail-enabled, a folder
+      const mail = await mailEnable(t, a, `fz${seq}`);
+      const orgUrl = `/api/v1/organizations/${a.org.id}`;
+      const mbx = await t.ok('POST', `${orgUrl}/mailboxes`, { kind: 'user', userId: u.json().id, planId: mail.mailboxPlanId });
+      const contact = await t.ok('POST', `${orgUrl}/contacts`, { displayName: 'Fuzz Contact', externalAddress: `contact${seq}@elsewhere.example` });
+      await t.ok('PUT', `${orgUrl}/groups/${group.id}/mail`, { primaryAddress: `team@${a.domain.name}` });
+      const folder = await t.ok('POST', `${orgUrl}/public-folders`, { name: 'projects', issueWarningQuota: 1024, prohibitPostQuota: 2048, maxItemSize: 1024 });
+      const shared = await t.ok('POST', '/api/v1/shared-domains', { name: `fz${seq}.shared.example` });
       return {
         orgAdmin: a.orgAdmin,
         fx: {
           seq, domain: a.domain.name,
-          known: { rsl: a.reseller.id, org: a.org.id, dom: a.domain.id, usr: u.json().id, grp: group.id, tok: spare.id, req: u.headers['hmc-request-id'] as string },
+          known: {
+            rsl: a.reseller.id, org: a.org.id, dom: a.domain.id, usr: u.json().id, grp: group.id, tok: spare.id, req: u.headers['hmc-request-id'] as string,
+            opl: mail.orgPlanId, mpl: mail.mailboxPlanId, mbx: mbx.id, con: contact.id, pfd: folder.id, sdm: shared.id,
+          },
         },
       };
     }
@@ -276,6 +306,7 @@ for (const dialect of DIALECTS) {
               // an accepted change: let its jobs finish so nothing moves under the next run's counts
               const requestId = r.headers['hmc-request-id'];
               if (typeof requestId === 'string') await t.settle(requestId);
+              await quiesce(); // and the requests it started (a plan edit's re-apply batch)
             }
           });
           await fc.assert(property, { numRuns: RUNS, seed: SEED + fx.seq, endOnFailure: true, includeErrorInReport: true });

@@ -2,6 +2,7 @@ import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { DIALECTS } from '../src/store/testing.js';
 import { startTestPlatform, type TestPlatform, type Tenant } from './support.js';
+import { mailEnable } from './mail-support.js';
 
 /**
  * Tenant isolation, walked over every operation of the OpenAPI document, so a new route is covered
@@ -122,10 +123,21 @@ for (const dialect of DIALECTS) {
       const group = await t.ok('POST', `${orgUrl}/groups`, { name: 'staff', members: [user.id] });
       const extra = await t.ok('POST', '/api/v1/tokens', { name: `${name} helpdesk`, role: 'organization_helpdesk', orgId: base.org.id });
       const userToken = await t.ok('POST', '/api/v1/tokens', { name: `${name} user`, role: 'user', orgId: base.org.id, userId: user.id });
+      // Hosted Email objects: plans of its own (a provider ceiling plan for its reseller, reseller plans), a user
+      // mailbox, a contact, the group mail-enabled, a public folder, and a shared domain of the provider's
+      const mail = await mailEnable(t, base, `${name}${seq}`);
+      const mbx = await t.ok('POST', `${orgUrl}/mailboxes?wait=true`, { kind: 'user', userId: user.id, planId: mail.mailboxPlanId });
+      const contact = await t.ok('POST', `${orgUrl}/contacts`, { displayName: 'Outside Contact', externalAddress: `contact${seq}@elsewhere.example` });
+      await t.ok('PUT', `${orgUrl}/groups/${group.id}/mail`, { primaryAddress: `staff@${base.domain.name}` });
+      const folder = await t.ok('POST', `${orgUrl}/public-folders`, { name: 'projects', issueWarningQuota: 1024, prohibitPostQuota: 2048, maxItemSize: 1024 });
+      const shared = await t.ok('POST', '/api/v1/shared-domains', { name: `${name}${seq}.shared.example` });
       const known: Record<string, string> = {
         rsl: base.reseller.id, org: base.org.id, dom: base.domain.id, usr: user.id, grp: group.id, tok: extra.id, req: requestId,
+        opl: mail.orgPlanId, mpl: mail.mailboxPlanId, mbx: mbx.id, con: contact.id, pfd: folder.id,
       };
-      return { ...base, user, group, extra, userToken, requestId, known };
+      // provider objects any organization may use (a shared domain): found for paths, never "another tenant's"
+      const provider: Record<string, string> = { sdm: shared.id };
+      return { ...base, user, group, extra, userToken, requestId, known: { ...provider, ...known }, owned: known };
     }
     type Rich = Awaited<ReturnType<typeof richTenant>>;
 
@@ -182,7 +194,14 @@ for (const dialect of DIALECTS) {
     /** Every id the owner's GETs show, plus its known objects. */
     async function idsOf(owner: Rich): Promise<Set<string>> {
       const ids = new Set(Object.values(owner.known));
-      for (const v of (await snapshot(owner)).values()) if (v.status === 200) collectIds(JSON.parse(v.body), ids);
+      for (const v of (await snapshot(owner)).values()) {
+        if (v.status !== 200) continue;
+        let parsed: unknown;
+        try { parsed = JSON.parse(v.body); } catch { parsed = undefined; }
+        // JSON: the ids of objects (`id`, `userId` keys); other answers (CSV exports): every id-shaped value
+        if (parsed !== undefined) collectIds(parsed, ids);
+        else for (const m of v.body.matchAll(/\b[a-z]{3}_[0-9A-HJKMNP-TV-Z]{26}\b/g)) ids.add(m[0]);
+      }
       return ids;
     }
 
@@ -285,7 +304,7 @@ for (const dialect of DIALECTS) {
           // fields that name an object by id: `resellerId: ^rsl_`, `members: [^usr_]`
           const refs = Object.entries(props)
             .map(([k, s]) => ({ k, kind: kindOf(s) ?? kindOf(s?.items), array: s?.type === 'array' }))
-            .filter((f) => f.kind && b.known[f.kind]);
+            .filter((f) => f.kind && b.owned[f.kind]);
           if (refs.length === 0) continue;
           const enums = (schema.required ?? []).map((k: string) => ({ k, values: choices(props[k]) })).filter((e: any) => e.values);
           const own = op.params.length > 0 ? await discover(op, a.resellerAdmin, a.known) : {};

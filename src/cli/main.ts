@@ -5,7 +5,10 @@ import { makeCtx, type CommandSpec } from './command.js';
 import { domainCommands } from './commands/domains.js';
 import { groupCommands } from './commands/groups.js';
 import { importCommands } from './commands/import.js';
+import { mailCommands } from './commands/mail.js';
+import { mailboxCommands } from './commands/mailboxes.js';
 import { orgCommands } from './commands/orgs.js';
+import { planCommands } from './commands/plans.js';
 import { platformCommands } from './commands/platform.js';
 import { requestCommands } from './commands/requests.js';
 import { resellerCommands } from './commands/resellers.js';
@@ -24,6 +27,9 @@ export const COMMANDS: readonly CommandSpec[] = [
   ...domainCommands,
   ...userCommands,
   ...groupCommands,
+  ...planCommands,
+  ...mailboxCommands,
+  ...mailCommands,
   ...importCommands,
   ...requestCommands,
 ];

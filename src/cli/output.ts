@@ -90,6 +90,17 @@ export const COLUMNS = {
   audit: ['at', 'actor', 'procedure', 'phase', 'outcome', 'target.id', 'requestId'],
   event: ['at', 'event', 'objectType', 'objectId', 'orgId', 'requestId'],
   step: ['id', 'kind', 'phase', 'state', 'attempts', 'lastError', 'finishedAt'],
+  orgPlan: ['id', 'name', 'displayName', 'owner', 'maxMailboxes', 'storageBytes', 'dynamicStorage', 'version'],
+  mailboxPlan: ['id', 'name', 'displayName', 'owner', 'prohibitSendReceiveQuota', 'protocols', 'version'],
+  subscription: ['orgId', 'orgPlanId', 'allocation', 'usage'],
+  resellerPlan: ['resellerId', 'orgPlanId', 'updatedAt'],
+  availablePlan: ['planId', 'name', 'displayName'],
+  acceptedDomain: ['domainId', 'name', 'type', 'aliasOf'],
+  mailbox: ['id', 'primaryAddress', 'kind', 'displayName', 'planId', 'enabled', 'state'],
+  contact: ['id', 'displayName', 'externalAddress', 'hiddenFromAddressBook'],
+  publicFolder: ['id', 'path', 'prohibitPostQuota', 'issueWarningQuota', 'mailEnabled', 'primaryAddress'],
+  mailGroup: ['groupId', 'primaryAddress', 'hiddenFromAddressBook', 'sendPolicy'],
+  autoReply: ['mailboxId', 'mode', 'startsAt', 'endsAt', 'externalAudience'],
 } as const satisfies Record<string, readonly string[]>;
 
 export type ResourceKind = keyof typeof COLUMNS;

@@ -17,6 +17,10 @@ export interface Config {
   /** bcrypt cost for new passwords ({BLF-CRYPT}). */
   bcryptCost: number;
   logLevel: string;
+  /** Days a released address stays quarantined (unusable by anyone else). */
+  addressQuarantineDays: number;
+  /** Days a deleted mailbox is kept (disabled, restorable) before a job purges it. */
+  mailboxRetentionDays: number;
 }
 
 /** Configuration from environment variables, with the embedded defaults. */
@@ -33,5 +37,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv, overrides: Partial<Config>
     jobLeaseMs: overrides.jobLeaseMs ?? num(env.HMC_JOB_LEASE_MS, 30_000),
     bcryptCost: overrides.bcryptCost ?? num(env.HMC_BCRYPT_COST, 10),
     logLevel: overrides.logLevel ?? env.HMC_LOG_LEVEL ?? 'info',
+    addressQuarantineDays: overrides.addressQuarantineDays ?? num(env.HMC_ADDRESS_QUARANTINE_DAYS, 30),
+    mailboxRetentionDays: overrides.mailboxRetentionDays ?? num(env.HMC_MAILBOX_RETENTION_DAYS, 30),
   };
 }

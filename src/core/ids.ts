@@ -17,6 +17,12 @@ export const ID_PREFIXES = {
   request: 'req',
   audit: 'aud',
   event: 'evt',
+  orgPlan: 'opl',
+  mailboxPlan: 'mpl',
+  mailbox: 'mbx',
+  contact: 'con',
+  publicFolder: 'pfd',
+  sharedDomain: 'sdm',
 } as const;
 export type IdKind = keyof typeof ID_PREFIXES;
 

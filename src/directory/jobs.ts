@@ -1,5 +1,6 @@
 import { Errors } from '../core/errors.js';
 import type { Engine, JobHandler } from '../engine/engine.js';
+import { directoryHooks } from './hooks.js';
 import { JOBS } from './model.js';
 import type { HomeDirectoryProvider } from './ports.js';
 
@@ -28,6 +29,7 @@ export function directoryJobs(engine: Engine, homes: HomeDirectoryProvider): Rec
         await engine.txr.run(async (tx) => {
           const u = await tx.selectFrom('users').select(['state']).where('id', '=', userId).executeTakeFirst();
           if (u?.state !== 'deleting') return;
+          for (const purge of directoryHooks.purgeUser) await purge(tx, userId, Date.now());
           await tx.deleteFrom('group_members').where('user_id', '=', userId).execute();
           await tx.deleteFrom('users').where('id', '=', userId).execute();
         });
@@ -39,6 +41,7 @@ export function directoryJobs(engine: Engine, homes: HomeDirectoryProvider): Rec
         await engine.txr.run(async (tx) => {
           const org = await tx.selectFrom('organizations').select(['state']).where('id', '=', orgId).executeTakeFirst();
           if (org?.state !== 'deleting') return;
+          for (const purge of directoryHooks.purgeOrganization) await purge(tx, orgId, Date.now());
           await tx.deleteFrom('group_members').where('org_id', '=', orgId).execute();
           await tx.deleteFrom('groups').where('org_id', '=', orgId).execute();
           await tx.deleteFrom('users').where('org_id', '=', orgId).execute();

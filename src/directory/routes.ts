@@ -1,6 +1,6 @@
 import { Type, type TSchema } from '@sinclair/typebox';
-import { parse as parseCsv } from 'csv-parse/sync';
 import type { FastifyInstance } from 'fastify';
+import { readCsvTable } from '../core/csv.js';
 import { Errors } from '../core/errors.js';
 import { roleLevel } from '../core/tenancy.js';
 import { errorResponses, ListOf, ListQuery, submitAndReply, WaitQuery, type RouteDeps, type VisibilityRegistry } from '../engine/http.js';
@@ -46,15 +46,7 @@ export const IMPORT_COLUMNS = ['login', 'displayName', 'givenName', 'surname', '
 
 /** Turn a CSV text into import items; empty cells are omitted, `enabled` accepts true/false/yes/no/1/0. */
 export function csvToItems(text: string): Record<string, unknown>[] {
-  let rows: Record<string, string>[];
-  try {
-    rows = parseCsv(text, { columns: true, skip_empty_lines: true, trim: true, bom: true, max_record_size: 16_384 });
-  } catch (e) {
-    throw Errors.invalidCsv(`the CSV cannot be read: ${(e as Error).message.slice(0, 200)}`);
-  }
-  if (rows.length === 0) throw Errors.invalidCsv('the CSV has no rows');
-  const unknown = Object.keys(rows[0]!).filter((c) => !(IMPORT_COLUMNS as readonly string[]).includes(c));
-  if (unknown.length > 0) throw Errors.invalidCsv(`unknown column(s) ${unknown.join(', ')}; allowed: ${IMPORT_COLUMNS.join(', ')}`);
+  const rows = readCsvTable(text, IMPORT_COLUMNS);
   return rows.map((r) => {
     const item: Record<string, unknown> = {};
     for (const [k, v] of Object.entries(r)) {

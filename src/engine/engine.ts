@@ -7,10 +7,11 @@ import { newId } from '../core/ids.js';
 import { roleCovers, SYSTEM, type Principal } from '../core/tenancy.js';
 import { isInvalidText, isUniqueViolation, type Db, type Store } from '../store/db.js';
 import { canonicalJson, redact, sha256, splitSecrets } from './redact.js';
-import type { BillingEventSpec, JobSpec, PrepareDeps, ProcContext, Procedure, TargetSpec } from './procedure.js';
+import type { BatchSpec, BillingEventSpec, JobSpec, PrepareDeps, ProcContext, Procedure, TargetSpec } from './procedure.js';
 import { withSavepoint, type TxRunner } from './tx-runner.js';
 import { cancelQueuedJobs, failJob, insertJobs, openJobCount, type JobRow } from './queue.js';
 import { appendAudit, json } from './audit.js';
+import { insertRow, runSql } from '../store/compiled.js';
 
 // TypeBox's compiler knows no string formats until they are registered; without this every input
 // with a `format` (e.g. a token's `expiresAt`) fails with "Unknown format". RFC 3339 date-time, as the HTTP layer checks it.
@@ -73,9 +74,10 @@ interface Recorded {
   jobs: JobSpec[];
   events: BillingEventSpec[];
   compensation: unknown;
+  batches: { requestId: string; spec: BatchSpec }[];
 }
 
-const newRecorded = (): Recorded => ({ target: null, before: undefined, after: undefined, jobs: [], events: [], compensation: undefined });
+const newRecorded = (): Recorded => ({ target: null, before: undefined, after: undefined, jobs: [], events: [], compensation: undefined, batches: [] });
 
 
 /**
@@ -164,7 +166,7 @@ export class Engine {
         if (prior) return this.replay<R>(prior, inputHash);
       }
       const prepared = proc.prepare ? await proc.prepare(input as never, this.prepareDeps) : input;
-      let out: { requestId: string; state: RequestState; result: R; jobs: number };
+      let out: { requestId: string; state: RequestState; result: R; jobs: number; keys: string[] | undefined };
       try {
         out = await this.txr.run(async (tx) => {
           const requestId = newId('request');
@@ -173,37 +175,37 @@ export class Engine {
           const t0 = performance.now();
           const result = (await proc.run(this.context(tx, principal, requestId, now, rec), prepared)) as R;
           const state: RequestState = rec.jobs.length > 0 ? 'running' : 'succeeded';
-          await tx
-            .insertInto('requests')
-            .values({
-              id: requestId,
-              procedure: procId,
-              state,
-              actor: principal.actor,
-              token_id: principal.tokenId,
-              caller_role: principal.role,
-              principal: JSON.stringify(principal),
-              reseller_id: rec.target?.resellerId ?? null,
-              org_id: rec.target?.orgId ?? null,
-              target_type: rec.target?.type ?? null,
-              target_id: rec.target?.id ?? null,
-              input: JSON.stringify(redacted),
-              result: json(redact(result, proc.secrets)),
-              idempotency_key: key ?? null,
-              input_hash: inputHash,
-              compensation: json(rec.compensation),
-              jobs_total: rec.jobs.length,
-              created_at: now,
-              updated_at: now,
-              finished_at: state === 'succeeded' ? now : null,
-            })
-            .execute();
-          await this.writeRecorded(tx, requestId, rec, now, null);
+          // the hot path's INSERTs skip Kysely's builder (store/compiled.ts)
+          await insertRow(tx, 'requests', {
+            id: requestId,
+            procedure: procId,
+            state,
+            actor: principal.actor,
+            token_id: principal.tokenId,
+            caller_role: principal.role,
+            principal: JSON.stringify(principal),
+            reseller_id: rec.target?.resellerId ?? null,
+            org_id: rec.target?.orgId ?? null,
+            target_type: rec.target?.type ?? null,
+            target_id: rec.target?.id ?? null,
+            input: JSON.stringify(redacted),
+            result: json(redact(result, proc.secrets)),
+            idempotency_key: key ?? null,
+            input_hash: inputHash,
+            compensation: json(rec.compensation),
+            jobs_total: rec.jobs.length,
+            created_at: now,
+            updated_at: now,
+            finished_at: state === 'succeeded' ? now : null,
+          });
+          await this.writeRecorded(tx, principal, requestId, rec, now, null);
           await appendAudit(tx, {
             requestId, principal, procedure: procId, phase: 'execute', outcome: state === 'succeeded' ? 'succeeded' : 'accepted',
             target: rec.target, input: redacted, before: rec.before, after: rec.after, error: null, durationMs: performance.now() - t0, now,
           });
-          return { requestId, state, result, jobs: rec.jobs.length };
+          // the queue keys tell in-process workers whether the new jobs can be claimed at all (see worker.ts)
+          const keys = rec.batches.length > 0 ? undefined : rec.jobs.map((j) => j.queueKey);
+          return { requestId, state, result, jobs: rec.jobs.length + rec.batches.length, keys };
         });
       } catch (e) {
         if (key) {
@@ -215,7 +217,7 @@ export class Engine {
         }
         throw e;
       }
-      if (out.jobs > 0) this.signals.emit('jobs');
+      if (out.jobs > 0) this.signals.emit('jobs', out.keys);
       this.metrics?.observe(procId, 'ok', (performance.now() - started) / 1000);
       return { requestId: out.requestId, state: out.state, result: out.result, replayed: false };
     } catch (e) {
@@ -244,34 +246,7 @@ export class Engine {
     const requestId = newId('request');
     const now = Date.now();
     try {
-      await this.txr.run(async (tx) => {
-        await tx
-          .insertInto('requests')
-          .values({
-            id: requestId, procedure: procId, state: 'running', actor: principal.actor, token_id: principal.tokenId,
-            caller_role: principal.role, principal: JSON.stringify(principal), reseller_id: opts.target.resellerId,
-            org_id: opts.target.orgId, target_type: opts.target.type, target_id: opts.target.id, input: JSON.stringify(summary),
-            result: null, idempotency_key: key ?? null, input_hash: inputHash, items_total: items.length, jobs_total: 1,
-            created_at: now, updated_at: now,
-          })
-          .execute();
-        for (let i = 0; i < items.length; i += 500) {
-          await tx
-            .insertInto('request_items')
-            .values(
-              items.slice(i, i + 500).map((item, j) => {
-                const { open, secret } = splitSecrets(item, proc.secrets);
-                return { request_id: requestId, seq: i + j, state: 'pending', input: JSON.stringify(open), secret: json(secret ?? undefined) };
-              }),
-            )
-            .execute();
-        }
-        await insertJobs(tx, requestId, 'forward', [{ kind: BATCH_JOB, payload: { requestId }, queueKey: `batch:${requestId}`, maxAttempts: 20 }], now);
-        await appendAudit(tx, {
-          requestId, principal, procedure: procId, phase: 'execute', outcome: 'accepted', target: opts.target, input: summary,
-          before: undefined, after: undefined, error: null, durationMs: 0, now,
-        });
-      });
+      await this.txr.run((tx) => this.insertBatch(tx, principal, requestId, { procedure: procId, items, target: opts.target }, key ?? null, inputHash, now));
     } catch (e) {
       if (key && isUniqueViolation(e)) {
         const prior = await this.findByKey(principal.tokenId!, key);
@@ -281,6 +256,39 @@ export class Engine {
     }
     this.signals.emit('jobs');
     return { requestId, state: 'running', result: { items: items.length }, replayed: false };
+  }
+
+  /** The rows of a batch request: the request, its pending items, its batch job and the audit record. */
+  private async insertBatch(tx: Db, principal: Principal, requestId: string, spec: BatchSpec, key: string | null, inputHash: string, now: number): Promise<void> {
+    const proc = this.procedure(spec.procedure);
+    const { items, target } = spec;
+    const summary = { batch: proc.id, items: items.length, target: target.id };
+    await tx
+      .insertInto('requests')
+      .values({
+        id: requestId, procedure: proc.id, state: 'running', actor: principal.actor, token_id: principal.tokenId,
+        caller_role: principal.role, principal: JSON.stringify(principal), reseller_id: target.resellerId,
+        org_id: target.orgId, target_type: target.type, target_id: target.id, input: JSON.stringify(summary),
+        result: null, idempotency_key: key, input_hash: inputHash, items_total: items.length, jobs_total: 1,
+        created_at: now, updated_at: now,
+      })
+      .execute();
+    for (let i = 0; i < items.length; i += 500) {
+      await tx
+        .insertInto('request_items')
+        .values(
+          items.slice(i, i + 500).map((item, j) => {
+            const { open, secret } = splitSecrets(item, proc.secrets);
+            return { request_id: requestId, seq: i + j, state: 'pending', input: JSON.stringify(open), secret: json(secret ?? undefined) };
+          }),
+        )
+        .execute();
+    }
+    await insertJobs(tx, requestId, 'forward', [{ kind: BATCH_JOB, payload: { requestId }, queueKey: `batch:${requestId}`, maxAttempts: 20, runAt: spec.runAt }], now);
+    await appendAudit(tx, {
+      requestId, principal, procedure: proc.id, phase: 'execute', outcome: 'accepted', target, input: summary,
+      before: undefined, after: undefined, error: null, durationMs: 0, now,
+    });
   }
 
   /** The batch job: processes pending items in chunks, each chunk one transaction, each item a savepoint. */
@@ -328,7 +336,7 @@ export class Engine {
               result = await withSavepoint(tx, async () => {
                 rec = newRecorded();
                 const r = await proc.run(this.context(tx, principal, requestId, now, rec), item.prepared);
-                await this.writeRecorded(tx, requestId, rec, now, item.seq);
+                await this.writeRecorded(tx, principal, requestId, rec, now, item.seq);
                 await appendAudit(tx, {
                   requestId, principal, procedure: proc.id, phase: 'execute', outcome: 'succeeded', target: rec.target,
                   input: redact(item.input, proc.secrets), before: rec.before, after: rec.after, error: null, durationMs: performance.now() - t0, now,
@@ -390,22 +398,29 @@ export class Engine {
       compensation: (data) => {
         rec.compensation ??= data;
       },
+      spawnBatch: (spec) => {
+        const id = newId('request');
+        rec.batches.push({ requestId: id, spec });
+        return id;
+      },
     };
     return ctx;
   }
 
-  private async writeRecorded(tx: Db, requestId: string, rec: Recorded, now: number, itemSeq: number | null): Promise<void> {
+  private async writeRecorded(tx: Db, principal: Principal, requestId: string, rec: Recorded, now: number, itemSeq: number | null): Promise<void> {
     await insertJobs(tx, requestId, 'forward', rec.jobs, now, itemSeq);
+    for (const b of rec.batches) {
+      if (b.spec.items.length === 0) continue;
+      const hash = sha256(`batch:${b.spec.procedure}:${requestId}`);
+      await this.insertBatch(tx, principal, b.requestId, b.spec, null, hash, now);
+    }
     if (rec.events.length > 0) {
-      await tx
-        .insertInto('billing_events')
-        .values(
-          rec.events.map((e) => ({
-            id: newId('event'), at: now, reseller_id: e.resellerId, org_id: e.orgId, object_type: e.objectType, object_id: e.objectId,
-            event: e.event, request_id: requestId, data: json(e.data),
-          })),
-        )
-        .execute();
+      const rows = rec.events.map((e) => ({
+        id: newId('event'), at: now, reseller_id: e.resellerId, org_id: e.orgId, object_type: e.objectType, object_id: e.objectId,
+        event: e.event, request_id: requestId, data: json(e.data),
+      }));
+      if (rows.length === 1) await insertRow(tx, 'billing_events', rows[0]!);
+      else await tx.insertInto('billing_events').values(rows).execute();
     }
   }
 
@@ -484,7 +499,7 @@ export class Engine {
     const rec = newRecorded();
     await proc.compensate(this.context(tx, { ...SYSTEM, actor: `compensation of ${req.id}` }, req.id, now, rec), data);
     await insertJobs(tx, req.id, 'compensation', rec.jobs, now, itemSeq);
-    await this.writeRecorded(tx, req.id, { ...rec, jobs: [] }, now, itemSeq);
+    await this.writeRecorded(tx, SYSTEM, req.id, { ...rec, jobs: [] }, now, itemSeq);
     if (rec.jobs.length > 0) {
       await tx.updateTable('requests').set((eb) => ({ jobs_total: eb('jobs_total', '+', rec.jobs.length) })).where('id', '=', req.id).execute();
     }
@@ -498,13 +513,15 @@ export class Engine {
 
   /** After a job finished: count it, and when the request has nothing open left, make it terminal. */
   async jobDone(tx: Db, job: JobRow): Promise<void> {
-    await tx.updateTable('requests').set((eb) => ({ jobs_done: eb('jobs_done', '+', 1), updated_at: Date.now() })).where('id', '=', job.request_id).execute();
-    await this.finishIfDone(tx, job.request_id);
+    // RETURNING: the row finishIfDone needs, without reading it again. Once per job: fixed text (store/compiled.ts)
+    const r = await runSql(tx, 'UPDATE requests SET jobs_done = jobs_done + 1, updated_at = ? WHERE id = ? RETURNING *', [Date.now(), job.request_id]);
+    await this.finishIfDone(tx, job.request_id, r.rows[0]);
   }
 
-  private async finishIfDone(tx: Db, requestId: string): Promise<void> {
+  /** `current`: the request's row as this transaction last wrote it, when the caller has it. */
+  private async finishIfDone(tx: Db, requestId: string, current?: Record<string, any>): Promise<void> {
     if ((await openJobCount(tx, requestId)) > 0) return;
-    const req = await tx.selectFrom('requests').selectAll().where('id', '=', requestId).executeTakeFirst();
+    const req = current ?? (await tx.selectFrom('requests').selectAll().where('id', '=', requestId).executeTakeFirst());
     if (!req || (req.state !== 'running' && req.state !== 'compensating')) return;
     const now = Date.now();
     const failedForGood = req.state === 'compensating' || (req.error && JSON.parse(req.error as string).code === 'compensation_failed');
@@ -513,7 +530,7 @@ export class Engine {
     if (Number(req.items_total) > 0) {
       result = JSON.stringify({ items: Number(req.items_total), succeeded: Number(req.items_done) - Number(req.items_failed), failed: Number(req.items_failed) });
     }
-    await tx.updateTable('requests').set({ state, result, finished_at: now, updated_at: now }).where('id', '=', requestId).execute();
+    await runSql(tx, 'UPDATE requests SET state = ?, result = ?, finished_at = ?, updated_at = ? WHERE id = ?', [state, result, now, now, requestId]);
     const principal = JSON.parse(req.principal as string) as Principal;
     await appendAudit(tx, {
       requestId, principal, procedure: req.procedure as string, phase: 'complete', outcome: state,

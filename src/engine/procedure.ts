@@ -9,6 +9,8 @@ export interface JobSpec {
   payload: unknown;
   queueKey: string;
   maxAttempts?: number;
+  /** Not before this time (epoch ms); default now. A delayed job should have a queue key of its own: it blocks later jobs of its key until it runs. */
+  runAt?: number;
 }
 
 /** What the request acted on, for the audit log and scoping of the request record. */
@@ -47,6 +49,20 @@ export interface ProcContext {
   event(e: BillingEventSpec): void;
   /** The small data the compensation needs if a job of this request fails for good. */
   compensation(data: unknown): void;
+  /**
+   * Start a batch request of `spec.procedure` over `spec.items` in this transaction (e.g. re-applying an edited
+   * plan to its mailboxes); returns the new request's id. It runs after commit, as the same principal.
+   */
+  spawnBatch(spec: BatchSpec): string;
+}
+
+/** A batch request started by a procedure. */
+export interface BatchSpec {
+  procedure: string;
+  items: Record<string, unknown>[];
+  target: TargetSpec;
+  /** Do not start before this time (ms): a follow-up due later, e.g. purging a deleted mailbox after its retention. */
+  runAt?: number;
 }
 
 /** A named public operation with a typed input, a minimum role, its transaction body and its compensation. */

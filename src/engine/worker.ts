@@ -2,7 +2,7 @@ import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { Errors, HmcError, isHmcError } from '../core/errors.js';
 import type { Engine } from './engine.js';
-import { backoffMs, claimJobs, completeJob, heartbeat, retryJob, sweepExpired, type JobRow } from './queue.js';
+import { backoffMs, claimJobs, claimNextOfKey, completeJob, heartbeat, retryJob, sweepExpired, type JobRow } from './queue.js';
 
 export interface WorkerOptions {
   /** Jobs run at once by this worker. */
@@ -13,6 +13,15 @@ export interface WorkerOptions {
   /** Default host-enforced timeout per job. */
   jobTimeoutMs?: number;
 }
+
+/**
+ * Queue keys with a job running in this process, shared by the engine's workers. A job of such a key
+ * cannot be claimed before the running one finishes, and the worker that finishes it claims the key's
+ * next job in the same transaction, so jobs queued for that key need no wake-up: during a burst of
+ * requests for one organization each commit woke both workers into a claim that found nothing
+ * (1,780 claims for 125 jobs run, ~0.2 ms of SQLite each).
+ */
+const runningKeys = new WeakMap<Engine, Map<string, number>>();
 
 /**
  * A worker claims jobs under a lease, heartbeats while they run, and records each outcome through
@@ -32,7 +41,12 @@ export class Worker {
   private lastSweep = 0;
   /** Something happened (jobs queued, a job finished) since the loop last looked; a wake while it is not waiting is not lost. */
   private poked = false;
-  private readonly onJobs = () => this.poke();
+  /** `keys`: the queue keys of the jobs just queued (none given: wake regardless). */
+  private readonly onJobs = (keys?: readonly string[]) => {
+    if (keys && keys.length > 0 && keys.every((k) => this.keys.has(k))) return;
+    this.poke();
+  };
+  private readonly keys: Map<string, number>;
 
   constructor(private readonly engine: Engine, opts: WorkerOptions = {}) {
     this.owner = `${hostname()}:${process.pid}:${randomBytes(4).toString('hex')}`;
@@ -40,6 +54,9 @@ export class Worker {
     this.leaseMs = opts.leaseMs ?? 30_000;
     this.pollMs = opts.pollMs ?? 500;
     this.jobTimeoutMs = opts.jobTimeoutMs ?? 120_000;
+    let keys = runningKeys.get(engine);
+    if (!keys) runningKeys.set(engine, (keys = new Map()));
+    this.keys = keys;
   }
 
   start(): this {
@@ -57,11 +74,11 @@ export class Worker {
     this.engine.signals.off('jobs', this.onJobs);
     this.wake?.();
     await this.loop;
-    const all = Promise.all([...this.active.values()].map((a) => a.done));
     const t = setTimeout(() => {
       for (const a of this.active.values()) a.abort.abort();
     }, graceMs);
-    await all;
+    // a job that finished as we stopped may have handed its slot to the next job of its key: wait for that too
+    while (this.active.size > 0) await Promise.all([...this.active.values()].map((a) => a.done));
     clearTimeout(t);
     if (this.beat) clearInterval(this.beat);
   }
@@ -112,14 +129,29 @@ export class Worker {
 
   private startJob(job: JobRow): void {
     const abort = new AbortController();
-    const done = this.execute(job, abort).finally(() => {
-      this.active.delete(job.id);
-      this.poke();
-    });
+    this.keys.set(job.queue_key, (this.keys.get(job.queue_key) ?? 0) + 1);
+    const done = this.execute(job, abort).then(
+      (next) => this.finished(job, next),
+      (e) => {
+        this.engine.log.error({ err: e, job: job.id }, 'job execution failed');
+        this.finished(job, null);
+      },
+    );
     this.active.set(job.id, { job, abort, done });
   }
 
-  private async execute(job: JobRow, abort: AbortController): Promise<void> {
+  /** A job's outcome is recorded: run the next job of its key if that was claimed with it, else look for work. */
+  private finished(job: JobRow, next: JobRow | null): void {
+    this.active.delete(job.id);
+    const n = (this.keys.get(job.queue_key) ?? 1) - 1;
+    if (n > 0) this.keys.set(job.queue_key, n);
+    else this.keys.delete(job.queue_key);
+    if (next) this.startJob(next);
+    else this.poke();
+  }
+
+  /** Runs a job and records its outcome; returns the next job of its key when it was claimed in the same transaction. */
+  private async execute(job: JobRow, abort: AbortController): Promise<JobRow | null> {
     const engine = this.engine;
     const log = engine.log.child({ job: job.id, kind: job.kind, request: job.request_id });
     const handler = engine.handler(job.kind);
@@ -149,10 +181,13 @@ export class Worker {
     const seconds = (performance.now() - started) / 1000;
     try {
       if (!error) {
-        await engine.txr.run(async (tx) => {
-          if (await completeJob(tx, job.id, this.owner)) await engine.jobDone(tx, job);
+        const next = await engine.txr.run(async (tx) => {
+          if (!(await completeJob(tx, job.id, this.owner))) return null;
+          await engine.jobDone(tx, job);
+          return this.stopping ? null : claimNextOfKey(tx, engine.store.dialect, this.owner, job.queue_key, this.leaseMs);
         });
         engine.metricsJob(job.kind, 'done', seconds);
+        return next;
       } else if (error.retryable && job.attempts < job.max_attempts) {
         log.warn({ err: error.message, attempt: job.attempts }, 'job failed, will retry');
         await engine.txr.run((tx) => retryJob(tx, job.id, this.owner, JSON.stringify(error!.toJSON()), Date.now() + backoffMs(job.attempts)));
@@ -166,6 +201,7 @@ export class Worker {
       // the lease will expire and the sweeper hands the job to another worker
       log.error({ err: e }, 'could not record job outcome');
     }
+    return null;
   }
 
   private async heartbeat(): Promise<void> {

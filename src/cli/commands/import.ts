@@ -10,20 +10,23 @@ import { fetchItems, isTerminal, itemCounts, requestFailure, requestOf, waitForR
 /** The columns the server's importer reads (header row required). */
 export const CSV_COLUMNS = ['login', 'displayName', 'givenName', 'surname', 'password', 'passwordHash', 'enabled', 'role'] as const;
 
-/** One line per row: ROW is the data row (1 = the first row after the header), as a spreadsheet user counts. */
-export function formatImportReport(request: RequestView, items: RequestItem[]): string {
+/**
+ * One line per row: ROW is the data row (1 = the first row after the header), as a spreadsheet user counts;
+ * `key` is the input field that names the row's object (`login` for users, `primaryAddress` for mailboxes).
+ */
+export function formatImportReport(request: RequestView, items: RequestItem[], key = 'login'): string {
   const rows = [...items]
     .sort((a, b) => a.seq - b.seq)
     .map((it) => ({
       row: it.seq + 1,
-      login: it.input?.login ?? null,
+      [key]: it.input?.[key] ?? null,
       result: it.state === 'succeeded' ? 'ok' : it.state === 'failed' ? 'failed' : it.state,
       error: it.error ? [it.error.code, it.error.message].filter(Boolean).join(': ') : null,
     }));
   const failed = rows.filter((r) => r.result !== 'ok').length;
   const ok = rows.length - failed;
   return (
-    formatTable(rows, ['row', 'login', 'result', 'error']) +
+    formatTable(rows, ['row', key, 'result', 'error']) +
     `imported ${ok} of ${rows.length} rows${failed > 0 ? `, ${failed} failed` : ''} (request ${request.id}, ${request.state})\n`
   );
 }
@@ -40,15 +43,15 @@ async function readCsv(ctx: Ctx, file: string): Promise<string> {
 }
 
 /**
- * `hmc import users`: the server parses the CSV and runs one batch request, one item per row, each row
- * committed or refused on its own (STYLE 12). The CLI only uploads, follows the request and reports rows.
+ * `hmc import users` (and mailboxes, aliases): the server parses the CSV and runs one batch request, one item
+ * per row, each row committed or refused on its own (STYLE 12). The CLI only uploads, follows the request and
+ * reports rows, naming each by the input field `reportKey`.
  */
-async function importUsers(ctx: Ctx): Promise<number> {
+export async function runImport(ctx: Ctx, importPath: string, reportKey: string): Promise<number> {
   const api = ctx.api();
-  const orgId = arg(ctx, 0);
   const data = await readCsv(ctx, arg(ctx, 1));
   const key = ctx.opts.str('idempotency-key');
-  const res = await api.send('POST', path`/organizations/${orgId}/users/import`, {
+  const res = await api.send('POST', importPath, {
     raw: { data, contentType: 'text/csv' },
     ...(key ? { headers: { 'idempotency-key': key } } : {}),
   });
@@ -71,7 +74,7 @@ async function importUsers(ctx: Ctx): Promise<number> {
 
   const items = await fetchItems(api, final.id);
   if (ctx.json) ctx.out(toJson({ request: final, items }));
-  else ctx.out(formatImportReport(final, items));
+  else ctx.out(formatImportReport(final, items, reportKey));
   if (final.state === 'failed') {
     const failure = requestFailure(final);
     ctx.err(`error: ${failure.message}\n`);
@@ -81,15 +84,17 @@ async function importUsers(ctx: Ctx): Promise<number> {
   return anyFailed ? EXIT_CLIENT : EXIT_OK;
 }
 
+export const IMPORT_OPTIONS = {
+  'idempotency-key': { type: 'string', value: 'K', help: 'run again with the same key after a lost answer: the server returns the first import instead of importing twice' },
+} as const;
+
 export const importCommands: CommandSpec[] = [
   {
     words: ['import', 'users'],
     summary: `import users from a CSV file ("-" for stdin); columns: ${CSV_COLUMNS.join(',')}`,
     args: ['ORG_ID', 'FILE'],
-    options: {
-      'idempotency-key': { type: 'string', value: 'K', help: 'run again with the same key after a lost answer: the server returns the first import instead of importing twice' },
-    },
+    options: IMPORT_OPTIONS,
     kind: 'api',
-    run: importUsers,
+    run: (ctx) => runImport(ctx, path`/organizations/${arg(ctx, 0)}/users/import`, 'login'),
   },
 ];

@@ -1,8 +1,28 @@
+import type { OptionSpec } from '../args.js';
 import type { Ctx } from '../command.js';
 import { REQUEST_STATE_HEADER, type Query } from '../client.js';
-import { CliError, EXIT_OK, EXIT_SERVER } from '../errors.js';
+import { CliError, EXIT_OK, EXIT_SERVER, UsageError } from '../errors.js';
 import { columnsOf, formatRecord, formatTable, toJson, type ResourceKind } from '../output.js';
 import { isTerminal, requestFailure, waitForRequest } from '../requests.js';
+
+/** Option specs: a string option with its value name, a flag. */
+export const str = (value: string, help: string): OptionSpec => ({ type: 'string', value, help });
+export const flag = (help: string): OptionSpec => ({ type: 'boolean', help });
+/** Help text of a size option (parsed by ../sizes.ts). */
+export const SIZE_HELP = 'bytes or a binary size: 50GiB, 2TiB, 8PiB';
+
+/** `--name` restricted to `allowed` values (undefined when not given). */
+export function oneOf(ctx: Ctx, name: string, allowed: readonly string[]): string | undefined {
+  const v = ctx.opts.str(name);
+  if (v !== undefined && !allowed.includes(v)) throw new UsageError(`--${name} must be one of ${allowed.join(', ')}, got "${v}"`);
+  return v;
+}
+
+/** Either --yes-flag or --no-flag (or neither): both at once is a usage error. */
+export function choice(ctx: Ctx, on: string, off: string): boolean | undefined {
+  if (ctx.opts.bool(on) && ctx.opts.bool(off)) throw new UsageError(`give either --${on} or --${off}, not both`);
+  return ctx.opts.bool(on) ? true : ctx.opts.bool(off) ? false : undefined;
+}
 
 interface Page {
   items: Record<string, unknown>[];

@@ -1,0 +1,72 @@
+import { Errors } from '../core/errors.js';
+import type { DirectoryHooks } from '../directory/hooks.js';
+import type { Db } from '../store/db.js';
+import type { MailSettings } from './addresses.js';
+
+let quarantineMs = 30 * 86_400_000;
+
+/**
+ * The mail area's (and plans') part in the directory's lifecycles, registered by src/app.ts:
+ * - moving an organization re-points these tables' reseller_id, so the new reseller sees the mail objects and
+ *   the old one no longer does;
+ * - a user with a live mailbox cannot be deleted (delete the mailbox first: it has its own retention);
+ * - purging a user or an organization first removes the mail rows that refer to it; an organization's addresses
+ *   go into quarantine like any released address (DESIGN §3), so they can never reach the next holder by mistake.
+ */
+export const MAIL_TENANT_TABLES = ['accepted_domains', 'mailboxes', 'contacts', 'mail_groups', 'public_folders', 'addresses', 'org_subscriptions', 'org_available_plans'];
+
+/** Delete a mailbox row and every mail row that refers to it (its retention is over or its owner is gone). */
+export async function deleteMailboxRows(tx: Db, mailboxId: string): Promise<void> {
+  await tx.deleteFrom('auto_replies').where('mailbox_id', '=', mailboxId).execute();
+  await tx.deleteFrom('send_grants').where('object_id', '=', mailboxId).execute();
+  await tx.deleteFrom('mail_group_members').where('member_id', '=', mailboxId).execute();
+  await tx.deleteFrom('group_senders').where('sender_id', '=', mailboxId).execute();
+  await tx.deleteFrom('addresses').where('recipient_id', '=', mailboxId).execute();
+  await tx.deleteFrom('mailboxes').where('id', '=', mailboxId).execute();
+}
+
+async function refuseUserWithMailbox(tx: Db, userId: string): Promise<void> {
+  const m = await tx.selectFrom('mailboxes').select(['id']).where('user_id', '=', userId).where('state', '=', 'active').executeTakeFirst();
+  if (m) throw Errors.userHasMailbox(`the user has mailbox ${m.id}; delete the mailbox first`);
+}
+
+async function purgeUserMailRows(tx: Db, userId: string): Promise<void> {
+  await tx.deleteFrom('group_managers').where('user_id', '=', userId).execute();
+  await tx.deleteFrom('send_grants').where('trustee_user_id', '=', userId).execute();
+  await tx.deleteFrom('public_folder_permissions').where('principal_id', '=', userId).execute();
+  // a mailbox still in its retention period ends with its user (it was uncharged when it was deleted)
+  for (const m of await tx.selectFrom('mailboxes').select('id').where('user_id', '=', userId).execute()) await deleteMailboxRows(tx, m.id);
+}
+
+async function purgeOrganizationMailRows(tx: Db, orgId: string, now: number): Promise<void> {
+  const addrs = await tx.selectFrom('addresses').select(['address', 'recipient_id']).where('org_id', '=', orgId).execute();
+  const horizon = now + quarantineMs;
+  for (let i = 0; i < addrs.length; i += 500) {
+    const chunk = addrs.slice(i, i + 500);
+    await tx.deleteFrom('address_quarantine').where('address', 'in', chunk.map((a) => a.address)).execute();
+    await tx.insertInto('address_quarantine').values(chunk.map((a) => ({ address: a.address, org_id: orgId, former_recipient_id: a.recipient_id, released_at: now, until: horizon }))).execute();
+  }
+  for (const t of ['auto_replies', 'send_grants', 'public_folder_permissions', 'group_senders', 'group_managers', 'mail_group_members', 'mail_groups', 'addresses', 'contacts', 'mailboxes']) {
+    await tx.deleteFrom(t).where('org_id', '=', orgId).execute();
+  }
+  // folders and domain aliases refer to rows of their own table: children first
+  for (;;) {
+    const leaves = await tx.selectFrom('public_folders as f').select('f.id').where('f.org_id', '=', orgId)
+      .where((eb) => eb.not(eb.exists(eb.selectFrom('public_folders as c').select('c.id').whereRef('c.parent_id', '=', 'f.id')))).execute();
+    if (leaves.length === 0) break;
+    await tx.deleteFrom('public_folders').where('id', 'in', leaves.map((l) => l.id)).execute();
+  }
+  await tx.deleteFrom('accepted_domains').where('org_id', '=', orgId).where('alias_of', 'is not', null).execute();
+  await tx.deleteFrom('accepted_domains').where('org_id', '=', orgId).execute();
+  await tx.deleteFrom('org_available_plans').where('org_id', '=', orgId).execute();
+  await tx.deleteFrom('org_subscriptions').where('org_id', '=', orgId).execute();
+}
+
+/** Register the mail area's hooks (idempotent: the same functions are added once). */
+export function registerMailDirectoryHooks(h: DirectoryHooks, settings: MailSettings): void {
+  quarantineMs = settings.addressQuarantineMs;
+  for (const t of MAIL_TENANT_TABLES) h.tenantTables.add(t);
+  h.beforeDeleteUser.add(refuseUserWithMailbox);
+  h.purgeUser.add(purgeUserMailRows);
+  h.purgeOrganization.add(purgeOrganizationMailRows);
+}

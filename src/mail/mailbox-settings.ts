@@ -1,0 +1,103 @@
+import { Errors } from '../core/errors.js';
+import { normalizeAddress } from '../core/names.js';
+import type { ProcContext } from '../engine/procedure.js';
+import type { Db } from '../store/db.js';
+import { charge, effectiveMailboxSettings, mailboxCharge, parseFeatures, PROTOCOLS, type MailboxOverrides, type Protocol, type Subscription } from '../plans/limits.js';
+
+/**
+ * A mailbox's effective settings and what the organization is charged for it, computed in one place for
+ * create, update, plan change, restore and plan re-apply, so every path applies the same rules:
+ *   - quotas = plan values with the mailbox's overrides on top, in Exchange order (QUOTA_ORDER);
+ *   - prohibitSendReceiveQuota ≤ the organization plan's maxMailboxBytes, when it has one (PLAN_LIMIT);
+ *   - protocols = the mailbox's protocols ∩ those the organization plan allows;
+ *   - the organization is charged prohibitSendReceiveQuota while the mailbox is active (0 once deleted):
+ *     `charge` moves its counters by the difference from what was charged before (STORAGE_LIMIT, or the
+ *     allocation grows when dynamic).
+ */
+
+/** Columns of `mailboxes` the settings decide. */
+export interface SettingsColumns {
+  mailbox_plan_id: string;
+  plan_version: number;
+  overrides: string;
+  issue_warning_quota: number;
+  prohibit_send_quota: number;
+  prohibit_send_receive_quota: number;
+  max_send_size: number;
+  max_receive_size: number;
+  recipient_limit: number;
+  protocols: string;
+  external_forwarding: number;
+  charged_bytes: number;
+}
+
+/* eslint-disable @typescript-eslint/no-explicit-any */
+/**
+ * Compute the settings of a mailbox on `plan` with `overrides`, check them against the organization plan
+ * and charge the organization: `chargedBefore` is what it holds for the mailbox now, `countDelta` +1 for a
+ * mailbox that starts counting (create, restore). Throws before changing anything when a check fails.
+ */
+export async function settleMailboxSettings(
+  ctx: Pick<ProcContext, 'tx' | 'now'>,
+  s: Subscription,
+  plan: any,
+  overrides: MailboxOverrides,
+  opts: { chargedBefore: number; countDelta: 0 | 1; active: boolean },
+): Promise<SettingsColumns> {
+  const eff = effectiveMailboxSettings(plan, overrides);
+  const max = s.plan.max_mailbox_bytes;
+  if (max !== null && max !== undefined && eff.prohibitSendReceiveQuota > Number(max)) {
+    throw Errors.planLimit(`the organization's plan allows mailboxes of at most ${max} bytes; prohibitSendReceiveQuota is ${eff.prohibitSendReceiveQuota}`);
+  }
+  const allowed: readonly Protocol[] = parseFeatures(s.plan).protocols ?? PROTOCOLS;
+  const protocols = eff.protocols.filter((p) => allowed.includes(p));
+  const charged = opts.active ? mailboxCharge(eff) : 0;
+  await charge(ctx, s, { mailboxes: opts.countDelta, mailboxBytes: charged - opts.chargedBefore });
+  return {
+    mailbox_plan_id: plan.id,
+    plan_version: Number(plan.version),
+    overrides: JSON.stringify(overrides),
+    issue_warning_quota: eff.issueWarningQuota,
+    prohibit_send_quota: eff.prohibitSendQuota,
+    prohibit_send_receive_quota: eff.prohibitSendReceiveQuota,
+    max_send_size: eff.maxSendSize,
+    max_receive_size: eff.maxReceiveSize,
+    recipient_limit: eff.recipientLimit,
+    protocols: JSON.stringify(protocols),
+    external_forwarding: eff.externalForwarding ? 1 : 0,
+    charged_bytes: charged,
+  };
+}
+
+/** True when `address` is on none of the platform's accepted domains: forwarding there leaves the platform. */
+export async function isExternal(tx: Db, address: string): Promise<boolean> {
+  const domain = address.slice(address.lastIndexOf('@') + 1);
+  return !(await tx.selectFrom('accepted_domains').select('domain_id').where('name', '=', domain).executeTakeFirst());
+}
+
+/**
+ * The forwarding columns for `fwd` (null: none). A target outside the platform's accepted domains is
+ * external and allowed only when the mailbox plan has externalForwarding; a mailbox may not forward to
+ * one of its own addresses (a loop).
+ */
+export async function forwardingColumns(
+  tx: Db,
+  fwd: { to: string; mode: string } | null | undefined,
+  opts: { externalAllowed: boolean; own: string[] },
+): Promise<{ forward_to: string | null; forward_mode: string | null }> {
+  if (!fwd) return { forward_to: null, forward_mode: null };
+  const to = normalizeAddress(fwd.to).address;
+  if (opts.own.includes(to)) throw Errors.invalidRequest(`${to} is an address of this mailbox; it cannot forward to itself`);
+  if (!opts.externalAllowed && (await isExternal(tx, to))) {
+    throw Errors.externalForwardingNotAllowed(`${to} is outside the platform and the mailbox plan does not allow external forwarding`);
+  }
+  return { forward_to: to, forward_mode: fwd.mode };
+}
+
+/** Refuse settings that would leave an existing external forwarding in place on a plan that does not allow it. */
+export async function checkKeptForwarding(tx: Db, row: any, externalAllowed: boolean): Promise<void> {
+  if (!row.forward_to || externalAllowed) return;
+  if (await isExternal(tx, row.forward_to)) {
+    throw Errors.externalForwardingNotAllowed(`the mailbox forwards to ${row.forward_to}, outside the platform, which the new plan does not allow; remove the forwarding first`);
+  }
+}
