@@ -37,6 +37,7 @@ import { registerContactRoutes } from './mail/contacts-routes.js';
 import { registerMailDirectoryHooks } from './mail/directory-hooks.js';
 import { directoryHooks } from './directory/hooks.js';
 import { registerMailCsvRoutes } from './mail/csv-routes.js';
+import { importGroup } from './mail/groups-import.js';
 import { buildApi } from './api/server.js';
 import { createMetrics } from './api/metrics.js';
 
@@ -120,7 +121,7 @@ export async function createPlatform(config: Config, opts: PlatformOptions = {})
   engine.register(...plansProcedures);
   const mailSettings: MailSettings = { addressQuarantineMs: config.addressQuarantineDays * DAY_MS, mailboxRetentionMs: config.mailboxRetentionDays * DAY_MS };
   engine.register(...groupMailProcedures(mailSettings), ...publicFolderProcedures(mailSettings), ...grantProcedures, ...autoReplyProcedures);
-  engine.register(...domainProcedures, ...mailboxProcedures(mailSettings), ...contactProcedures);
+  engine.register(...domainProcedures, ...mailboxProcedures(mailSettings), ...contactProcedures, importGroup);
   registerMailDirectoryHooks(directoryHooks, mailSettings);
   const homes = opts.homes ?? createFilesProvider(config.filesRoot);
   for (const [kind, h] of Object.entries(directoryJobs(engine, homes))) engine.handle(kind, h);

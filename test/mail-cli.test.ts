@@ -133,7 +133,7 @@ for (const dialect of DIALECTS) {
       await hmc(admin, ['accepted-domain', 'remove', o.org.id, extra.id]);
     });
 
-    test('import and export mailboxes through the CLI: per-row report, exit 1 on a bad row, CSV to a file', async () => {
+    test('import and export mailboxes, groups and aliases through the CLI: per-row report, exit 1 on a bad row, CSV to a file', async () => {
       const o = await setupMailOrg(t, 'cliimp');
       const file = join(t.tdb.dir, 'mailboxes.csv');
       writeFileSync(file, [
@@ -155,6 +155,25 @@ for (const dialect of DIALECTS) {
       assert.equal(lines[0], 'primaryAddress,kind,displayName,planId,aliases,hidden,enabled,forwarding,login');
       assert.deepEqual(lines.slice(1).map((l) => l.split(',')[0]).sort(), [`info@${o.domainName}`, `room@${o.domainName}`]);
       assert.match(e.errors(), /exported 2 rows/);
+
+      // groups: one row per group; the report names rows by group name; a bad row fails alone
+      const groupFile = join(t.tdb.dir, 'groups.csv');
+      writeFileSync(groupFile, [
+        'name,address,members,hidden,sendPolicy',
+        `desk,desk@${o.domainName},info@${o.domainName} room@${o.domainName},true,anyone`,
+        `broken,broken@${o.domainName},nobody@${o.domainName},,`,
+        `everyone,everyone@${o.domainName},desk,,`,
+      ].join('\n'));
+      const g = io(o.orgAdmin);
+      assert.equal(await main(['import', 'groups', o.org.id, groupFile], g), 1, g.errors());
+      assert.match(g.output(), /^2 +broken +failed +recipient_not_in_organization/m);
+      assert.match(g.output(), /imported 2 of 3 rows, 1 failed/);
+      assert.match(g.errors(), /import 100% \(3\/3 rows, 1 failed\)/);
+      const ge = io(o.orgAdmin);
+      assert.equal(await main(['export', 'groups', o.org.id], ge), 0, ge.errors());
+      assert.equal(ge.output(), 'name,address,members,hidden,sendPolicy,displayName,description,managers\r\n'
+        + `desk,desk@${o.domainName},info@${o.domainName} room@${o.domainName},true,anyone,desk,,\r\n`
+        + `everyone,everyone@${o.domainName},desk@${o.domainName},false,organization,everyone,,\r\n`);
 
       const aliasFile = join(t.tdb.dir, 'aliases.csv');
       writeFileSync(aliasFile, `mailbox,alias\ninfo@${o.domainName},office@${o.domainName}\n`);

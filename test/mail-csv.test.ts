@@ -163,6 +163,100 @@ for (const dialect of DIALECTS) {
       ]);
     });
 
+    test('groups import: one row = one whole group, bad rows leave nothing behind, an export imports into another organization', async () => {
+      const o = await setupMailOrg(t, 'grpimp', { maxGroups: 4 });
+      const other = await setupMailOrg(t, 'grpimpx');
+      const d = o.domainName;
+      const ann = await t.ok('POST', `${o.orgUrl}/mailboxes`, { kind: 'shared', primaryAddress: `ann@${d}`, planId: o.mailboxPlanId }, o.orgAdmin);
+      const bob = await t.ok('POST', `${o.orgUrl}/mailboxes`, { kind: 'shared', primaryAddress: `bob@${d}`, aliases: [`robert@${d}`], planId: o.mailboxPlanId }, o.orgAdmin);
+      const partner = await t.ok('POST', `${o.orgUrl}/contacts`, { displayName: 'Partner', externalAddress: 'partner@elsewhere.example' }, o.orgAdmin);
+      const mgr = await user(o, 'mgr');
+      const old = await t.ok('POST', `${o.orgUrl}/groups`, { name: 'old' }, o.orgAdmin);
+      await t.ok('PUT', `${o.orgUrl}/groups/${old.id}/mail`, { primaryAddress: `old@${d}` }, o.orgAdmin);
+      await t.ok('POST', `${other.orgUrl}/mailboxes`, { kind: 'shared', primaryAddress: `stranger@${other.domainName}`, planId: other.mailboxPlanId }, other.orgAdmin);
+
+      const { request, items } = await runImport(o, '/groups/import', [
+        'name,displayName,description,address,hidden,sendPolicy,members,managers',
+        `sales,Sales Team,"Sales, all of it",sales@${d},true,listed,ann@${d} ROBERT@${d} partner@elsewhere.example,mgr@${d}`,
+        `all,,,all@${d},,anyone,sales old ${ann.id},${mgr.id}`, // a group of an earlier row and an existing one, by name; a member by id
+        'plain,Plain,,,,,,', // no address: a directory group only
+        `bad-member,,,badm@${d},,,nobody@${d},`, // unknown member
+        `foreign,,,foreign@${d},,,stranger@${other.domainName},`, // another organization's mailbox
+        `sales,,,sales2@${d},,,,`, // duplicate name
+        `loop,,,loop@${d},,,ann@${d} loop,`, // the group in itself
+        `taken,,,ann@${d},,,,`, // address held by a mailbox
+        `later,,,later@${d},,,zlast,`, // names a group only a later row creates
+        `badmgr,,,badmgr@${d},,,,nobody@${d}`, // unknown manager
+        `nomail,,,,,,ann@${d},`, // members without an address
+        `zlast,,,zlast@${d},false,organization,,`, // the 4th mail-enabled group: the plan is full now
+        `extra,,,extra@${d},,,,`, // PLAN_LIMIT
+      ].join('\n'));
+      assert.equal(request.state, 'succeeded');
+      assert.deepEqual(request.items, { total: 13, done: 13, failed: 9 }, JSON.stringify(items.map((i) => i.error)));
+      assert.deepEqual(items.map((i) => i.state), [
+        'succeeded', 'succeeded', 'succeeded', 'failed', 'failed', 'failed', 'failed', 'failed', 'failed', 'failed', 'failed', 'succeeded', 'failed',
+      ]);
+      assert.deepEqual(items.filter((i) => i.error).map((i) => i.error.code), [
+        'recipient_not_in_organization', 'recipient_not_in_organization', 'name_taken', 'group_cycle', 'address_taken',
+        'recipient_not_in_organization', 'recipient_not_in_organization', 'invalid_request', 'PLAN_LIMIT',
+      ]);
+      for (const i of items.filter((x) => x.error)) assert.ok(i.error.message, JSON.stringify(i.error));
+
+      const sales = items[0].result;
+      assert.deepEqual([sales.name, sales.displayName, sales.description], ['sales', 'Sales Team', 'Sales, all of it']);
+      assert.deepEqual([sales.mail.primaryAddress, sales.mail.hiddenFromAddressBook, sales.mail.sendPolicy], [`sales@${d}`, true, 'listed']);
+      const members = await t.ok('GET', `${o.orgUrl}/groups/${sales.id}/mail-members`, undefined, o.orgAdmin);
+      assert.deepEqual(members.items.map((m: any) => m.memberId).sort(), [ann.id, bob.id, partner.id].sort());
+      const managers = await t.ok('GET', `${o.orgUrl}/groups/${sales.id}/managers`, undefined, o.orgAdmin);
+      assert.deepEqual(managers.items.map((m: any) => m.userId), [mgr.id]);
+      assert.deepEqual(items[1].result.members.map((m: any) => m.memberId).sort(), [ann.id, old.id, sales.id].sort());
+      assert.equal(items[2].result.mail, null);
+
+      // the failed rows left nothing behind: no group, no address, no count
+      const groups = await t.ok('GET', `${o.orgUrl}/groups?limit=100`, undefined, o.orgAdmin);
+      assert.deepEqual(groups.items.map((g: any) => g.name).sort(), ['all', 'old', 'plain', 'sales', 'zlast']);
+      assert.equal((await t.ok('GET', `${o.orgUrl}/subscription`, undefined, o.orgAdmin)).usage.groups, 4);
+      for (const local of ['badm', 'foreign', 'sales2', 'loop', 'later', 'badmgr', 'extra']) {
+        await t.ok('POST', `${o.orgUrl}/mailboxes`, { kind: 'shared', primaryAddress: `${local}@${d}`, planId: o.mailboxPlanId }, o.orgAdmin);
+      }
+
+      // round trip: the export, moved to another organization's domain, imports into it as the same groups
+      const exported = await exportRows(o, '/groups/export');
+      assert.deepEqual(exported.map((r) => r.name), ['old', 'sales', 'all', 'zlast']); // creation order: nested groups first
+      const b = await setupMailOrg(t, 'grpimpb');
+      for (const [local, aliases] of [['ann', []], ['bob', [`robert@${b.domainName}`]]] as const) {
+        await t.ok('POST', `${b.orgUrl}/mailboxes`, { kind: 'shared', primaryAddress: `${local}@${b.domainName}`, aliases, planId: b.mailboxPlanId }, b.orgAdmin);
+      }
+      await t.ok('POST', `${b.orgUrl}/contacts`, { displayName: 'Partner', externalAddress: 'partner@elsewhere.example' }, b.orgAdmin);
+      await user(b, 'mgr'); // managers are exported by login
+      const raw = (await t.call('GET', `${o.orgUrl}/groups/export`, { token: o.orgAdmin })).body;
+      const again = await runImport(b, '/groups/import', raw.replaceAll(d, b.domainName));
+      assert.deepEqual(again.request.items, { total: 4, done: 4, failed: 0 }, JSON.stringify(again.items.map((i) => i.error)));
+      const key = (rows: Record<string, string>[], org: MailOrg) => rows.map((r) => JSON.stringify(r).replaceAll(org.domainName, 'D')).sort();
+      assert.deepEqual(key(await exportRows(b, '/groups/export'), b), key(exported, o));
+      assert.equal((await t.ok('GET', `${b.orgUrl}/subscription`, undefined, b.orgAdmin)).usage.groups, 4);
+    });
+
+    test('group export: a group after the groups it contains, with display name, description and managers; imports back in one pass', async () => {
+      const o = await setupMailOrg(t, 'grpord');
+      const d = o.domainName;
+      const mgr = await user(o, 'boss');
+      const outer = await t.ok('POST', `${o.orgUrl}/groups`, { name: 'outer', displayName: 'Outer Group', description: 'made first' }, o.orgAdmin);
+      const inner = await t.ok('POST', `${o.orgUrl}/groups`, { name: 'inner' }, o.orgAdmin);
+      await t.ok('PUT', `${o.orgUrl}/groups/${outer.id}/mail`, { primaryAddress: `outer@${d}` }, o.orgAdmin);
+      await t.ok('PUT', `${o.orgUrl}/groups/${inner.id}/mail`, { primaryAddress: `inner@${d}` }, o.orgAdmin);
+      await t.ok('POST', `${o.orgUrl}/groups/${outer.id}/mail-members`, { memberId: inner.id }, o.orgAdmin);
+      await t.ok('PUT', `${o.orgUrl}/groups/${outer.id}/managers/${mgr.id}`, undefined, o.orgAdmin);
+      const rows = await exportRows(o, '/groups/export');
+      assert.deepEqual(rows.map((r) => r.name), ['inner', 'outer'], 'the contained group first, though made later');
+      assert.deepEqual([rows[1]!.displayName, rows[1]!.description, rows[1]!.managers, rows[1]!.members], ['Outer Group', 'made first', `boss@${d}`, `inner@${d}`]);
+      const b = await setupMailOrg(t, 'grpordb');
+      await user(b, 'boss');
+      const raw = (await t.call('GET', `${o.orgUrl}/groups/export`, { token: o.orgAdmin })).body;
+      const again = await runImport(b, '/groups/import', raw.replaceAll(d, b.domainName));
+      assert.deepEqual(again.request.items, { total: 2, done: 2, failed: 0 }, JSON.stringify(again.items.map((i) => i.error)));
+    });
+
     test('a malformed CSV, an unknown column or no rows is 400 invalid_csv; nothing is submitted', async () => {
       const o = await setupMailOrg(t, 'csvbad');
       const before = (await t.ok('GET', `/api/v1/requests?limit=1000`)).items.length;
@@ -171,6 +265,7 @@ for (const dialect of DIALECTS) {
         ['/mailboxes/import', 'primaryAddress,colour\na@b.example,red\n'],
         ['/mailboxes/import', HEADER],
         ['/mailboxes/aliases/import', 'mailbox\nx@y.example\n'],
+        ['/groups/import', 'address,members\nx@y.example,\n'], // no name column
       ] as const) {
         const r = await t.call('POST', `${o.orgUrl}${path}`, { token: o.orgAdmin, raw: body, contentType: 'text/csv' });
         assert.equal(r.statusCode, 400, `${path}: ${r.body}`);

@@ -10,13 +10,14 @@ import type { Db } from '../store/db.js';
 import {
   ALIAS_CSV_COLUMNS, csvLine, GROUP_CSV_COLUMNS, GROUP_MEMBER_CSV_COLUMNS, MAILBOX_CSV_COLUMNS, MAILBOX_IMPORT_COLUMNS, mailboxCsvLine, mailboxRowToItem, parseCsvTable,
 } from './csv.js';
+import { GROUP_IMPORT_COLUMNS, GROUP_IMPORT_PROC, groupRowToItem } from './groups-import.js';
 import { GROUP_MAIL_PROCS } from './groups-procedures.js';
 import { MAILBOX_PROCS } from './mailboxes-model.js';
 import { aliasesOf, mailboxesQuery } from './mailboxes-repo.js';
 
 /**
- * CSV import and export of mailboxes, aliases and group members. An import is one batch request of the
- * single-object procedure (mail.create_mailbox, mail.add_mailbox_alias, mail.add_group_mail_member), one item per row, exactly like the directory's
+ * CSV import and export of mailboxes, aliases, groups and group members. An import is one batch request of the
+ * single-object procedure (mail.create_mailbox, mail.add_mailbox_alias, mail.import_group, mail.add_group_mail_member), one item per row, exactly like the directory's
  * user import: each row is validated and committed or refused on its own, results per row under
  * /api/v1/requests/{id}/items. Exports stream the organization's rows page by page (keyset on id), so
  * 100,000 mailboxes never sit in memory at once.
@@ -232,20 +233,48 @@ export function registerMailCsvRoutes(app: FastifyInstance, deps: RouteDeps): vo
   app.get(`${groups}/export`, {
     schema: {
       tags: ['groups'], security: [{ bearer: [] }], params: ORG, response: csvOk('text/csv'),
-      description: `The organization's mail-enabled groups as CSV (columns ${GROUP_CSV_COLUMNS.join(', ')}; members: their addresses, space-separated).`,
+      description: `The organization's mail-enabled groups as CSV (columns ${GROUP_CSV_COLUMNS.join(', ')}; members: their addresses, `
+        + 'managers: their logins, space-separated). A group comes after the groups it contains, so the file imports back in one pass.',
     },
   }, async (req, reply) => {
     const org = await readableOrg(db, req.principal, (req.params as any).orgId);
-    return sendCsv(reply, `groups-${org.id}`, csvStream(GROUP_CSV_COLUMNS, async (after) => {
-      let q = inScope(db.selectFrom('mail_groups').innerJoin('groups', 'groups.id', 'mail_groups.group_id'), req.principal, 'mail_groups')
-        .select(['mail_groups.group_id as id', 'groups.name as name', 'mail_groups.primary_address as address', 'mail_groups.hidden as hidden', 'mail_groups.send_policy as send_policy'])
-        .where('mail_groups.org_id', '=', org.id);
-      if (after) q = q.where('mail_groups.group_id', '>', after);
-      const rows = await q.orderBy('mail_groups.group_id').limit(EXPORT_PAGE).execute();
-      const members = await memberAddresses(db, rows.map((r) => r.id as string));
-      const lines = rows.map((r) => csvLine([r.name, r.address, (members.get(r.id) ?? []).join(' '), Number(r.hidden) === 1, r.send_policy]));
-      return { lines, last: rows.length === EXPORT_PAGE ? (rows.at(-1)!.id as string) : null };
+    const order = await groupsNestedFirst(db, req.principal, org.id);
+    let next = 0;
+    return sendCsv(reply, `groups-${org.id}`, csvStream(GROUP_CSV_COLUMNS, async () => {
+      const ids = order.slice(next, next + EXPORT_PAGE);
+      next += ids.length;
+      if (ids.length === 0) return { lines: [], last: null };
+      const rows = await db.selectFrom('mail_groups').innerJoin('groups', 'groups.id', 'mail_groups.group_id')
+        .select(['mail_groups.group_id as id', 'groups.name as name', 'groups.display_name as display_name', 'groups.description as description',
+          'mail_groups.primary_address as address', 'mail_groups.hidden as hidden', 'mail_groups.send_policy as send_policy'])
+        .where('mail_groups.group_id', 'in', ids).execute();
+      const byId = new Map(rows.map((r) => [r.id as string, r]));
+      const members = await memberAddresses(db, ids);
+      const managers = await managerLogins(db, ids);
+      const lines = ids.map((id) => byId.get(id)).filter((r) => r !== undefined).map((r) => csvLine([
+        r.name, r.address, (members.get(r.id) ?? []).join(' '), Number(r.hidden) === 1, r.send_policy, r.display_name, r.description ?? '',
+        (managers.get(r.id) ?? []).join(' '),
+      ]));
+      return { lines, last: next < order.length ? 'more' : null };
     }));
+  });
+
+  app.post(`${groups}/import`, {
+    schema: {
+      tags: ['groups'], security: [{ bearer: [] }], params: ORG, body: importBody, response: { 202: ImportAccepted, ...errorResponses },
+      description: `Create whole distribution groups from CSV (columns ${GROUP_IMPORT_COLUMNS.join(', ')}; name required; what GET …/groups/export writes imports back) `
+        + 'or JSON {items:[{name, displayName?, description?, primaryAddress?, hiddenFromAddressBook?, sendPolicy?, members?, managers?}]}. '
+        + 'One row = one group, created, mail-enabled (when it has an address), with its members and managers in one transaction, or not at all. '
+        + 'members: space-separated ids, addresses or group names; a row may name only groups that exist already or that EARLIER rows create. '
+        + 'managers: space-separated user logins or ids. One request with per-row results.',
+    },
+  }, async (req, reply) => {
+    const org = await getLiveOrganization(db, req.principal, (req.params as any).orgId);
+    // members and managers are resolved by each row's own transaction (groups-import.ts), so earlier rows' groups are found
+    const items = typeof req.body === 'string'
+      ? parseCsvTable(req.body, GROUP_IMPORT_COLUMNS, ['name']).map(groupRowToItem)
+      : (req.body as { items: Record<string, unknown>[] }).items;
+    return submitImport(req, reply, deps, org, GROUP_IMPORT_PROC, items);
   });
 
   app.post(`${groups}/members/import`, {
@@ -261,6 +290,38 @@ export function registerMailCsvRoutes(app: FastifyInstance, deps: RouteDeps): vo
       : (req.body as { items: Record<string, unknown>[] }).items;
     return submitImport(req, reply, deps, org, GROUP_MAIL_PROCS.addGroupMailMember, items);
   });
+}
+
+/**
+ * The organization's mail-enabled groups (ids), each after every group it contains (depth-first; nesting has
+ * no cycles), ties in creation order. One small query of ids and group-in-group edges: an organization's
+ * groups are counted in thousands at most, while their rows are read page by page.
+ */
+async function groupsNestedFirst(db: Db, p: Principal, orgId: string): Promise<string[]> {
+  const ids = (await inScope(db.selectFrom('mail_groups').select('group_id as id'), p).where('org_id', '=', orgId).orderBy('group_id').execute()).map((r) => r.id as string);
+  const edges = await db.selectFrom('mail_group_members').select(['group_id', 'member_id']).where('org_id', '=', orgId).where('member_kind', '=', 'group').orderBy('member_id').execute();
+  const inner = new Map<string, string[]>();
+  for (const e of edges) inner.set(e.group_id as string, [...(inner.get(e.group_id as string) ?? []), e.member_id as string]);
+  const known = new Set(ids);
+  const out: string[] = [];
+  const seen = new Set<string>();
+  const visit = (id: string) => {
+    if (seen.has(id) || !known.has(id)) return;
+    seen.add(id);
+    for (const m of inner.get(id) ?? []) visit(m);
+    out.push(id);
+  };
+  for (const id of ids) visit(id);
+  return out;
+}
+
+/** The managers of each group as logins, sorted. */
+async function managerLogins(db: Db, groupIds: string[]): Promise<Map<string, string[]>> {
+  const out = new Map<string, string[]>();
+  const rows = await db.selectFrom('group_managers').innerJoin('users', 'users.id', 'group_managers.user_id')
+    .select(['group_managers.group_id as group_id', 'users.login as login']).where('group_managers.group_id', 'in', groupIds).orderBy('users.login').execute();
+  for (const r of rows) out.set(r.group_id as string, [...(out.get(r.group_id as string) ?? []), r.login as string]);
+  return out;
 }
 
 /** The members of each group as addresses (mailboxes and groups: primary address; contacts: external address), sorted. */

@@ -115,6 +115,6 @@ export const ALIAS_CSV_COLUMNS = ['mailbox', 'alias'] as const;
 // ---- groups ----
 
 /** Columns of a group export: one row per mail-enabled group, members' addresses space-separated. */
-export const GROUP_CSV_COLUMNS = ['name', 'address', 'members', 'hidden', 'sendPolicy'] as const;
+export const GROUP_CSV_COLUMNS = ['name', 'address', 'members', 'hidden', 'sendPolicy', 'displayName', 'description', 'managers'] as const;
 /** Columns of a group-member import: the group (its address, name or grp_ id) and the member's address or id. */
 export const GROUP_MEMBER_CSV_COLUMNS = ['group', 'member'] as const;

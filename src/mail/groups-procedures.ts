@@ -1,14 +1,14 @@
-import { Type } from '@sinclair/typebox';
+import { Type, type Static } from '@sinclair/typebox';
 import { Errors } from '../core/errors.js';
 import { normalizeAddress } from '../core/names.js';
 import { liveOrg } from '../directory/procedures.js';
 import { getGroup } from '../directory/repo.js';
 import { Id } from '../engine/http.js';
 import { defineProcedure, type ProcContext } from '../engine/procedure.js';
-import { charge, lockSubscription } from '../plans/limits.js';
+import { charge, lockSubscription, type Subscription } from '../plans/limits.js';
 import { claimAddress, releaseAddresses, type MailSettings } from './addresses.js';
 import {
-  activeOrgUser, EnableGroupMailBody, groupReaches, mailGroupIn, orgRecipient, RecipientId, SetSendersBody, toGroupMail,
+  activeOrgUser, EnableGroupMailBody, groupReaches, mailGroupIn, orgRecipient, RecipientId, SetSendersBody, toGroupMail, type MemberKind,
 } from './groups-model.js';
 
 /**
@@ -50,6 +50,52 @@ async function openGroup(ctx: ProcContext, orgId: string, groupId: string) {
   return { org, sub, group };
 }
 
+/** What mail-enabling a group sets (the body of PUT …/groups/{groupId}/mail). */
+export type GroupMailSpec = Static<typeof EnableGroupMailBody>;
+
+/**
+ * Mail-enable a group that is not mail-enabled yet, inside the caller's transaction (organization live,
+ * subscription locked): counts it against maxGroups, claims its address and writes its mail_groups row
+ * and billing event. Shared by PUT …/mail and the group import. Returns the new row.
+ */
+export async function insertMailGroup(ctx: ProcContext, org: any, sub: Subscription, groupId: string, spec: GroupMailSpec): Promise<any> {
+  const address = normalizeAddress(spec.primaryAddress).address;
+  await charge(ctx, sub, { groups: 1 });
+  await claimAddress(ctx, { orgId: org.id, resellerId: org.reseller_id, address, recipientId: groupId, recipientKind: 'group', isPrimary: true });
+  const row = {
+    group_id: groupId, org_id: org.id, reseller_id: org.reseller_id, primary_address: address, hidden: spec.hiddenFromAddressBook ? 1 : 0,
+    send_policy: spec.sendPolicy ?? 'organization', created_at: ctx.now, updated_at: ctx.now,
+  };
+  await ctx.tx.insertInto('mail_groups').values(row).execute();
+  ctx.event({ resellerId: org.reseller_id, orgId: org.id, objectType: 'distribution_group', objectId: groupId, event: 'created' });
+  return row;
+}
+
+/**
+ * Add a mail member to a mail-enabled group of `org` inside the caller's transaction (subscription locked,
+ * see openGroup): a recipient of the same organization only, never closing a cycle. Adding a member twice
+ * is a no-op. Shared by POST …/mail-members and the group import.
+ */
+export async function insertMailMember(ctx: ProcContext, org: any, groupId: string, memberId: string): Promise<{ id: string; kind: MemberKind }> {
+  await mailGroupIn(ctx.tx, org.id, groupId);
+  const member = await orgRecipient(ctx.tx, org.id, memberId);
+  if (member.kind === 'group' && (await groupReaches(ctx.tx, org.id, member.id, groupId))) {
+    throw Errors.groupCycle(`adding ${member.id} to ${groupId} would make a group contain itself`);
+  }
+  const exists = await ctx.tx.selectFrom('mail_group_members').select('member_id').where('group_id', '=', groupId).where('member_id', '=', member.id).executeTakeFirst();
+  if (!exists) await ctx.tx.insertInto('mail_group_members').values({ group_id: groupId, org_id: org.id, member_id: member.id, member_kind: member.kind }).execute();
+  return member;
+}
+
+/** Make an active user of `org` a manager of one of its mail-enabled groups (no-op when it is one). Shared with the group import. */
+export async function insertGroupManager(ctx: ProcContext, org: any, groupId: string, userId: string): Promise<{ id: string }> {
+  await mailGroupIn(ctx.tx, org.id, groupId);
+  const user = await activeOrgUser(ctx.tx, org.id, userId);
+  const exists = await ctx.tx.selectFrom('group_managers').select('user_id').where('group_id', '=', groupId).where('user_id', '=', user.id).executeTakeFirst();
+  if (!exists) await ctx.tx.insertInto('group_managers').values({ group_id: groupId, org_id: org.id, user_id: user.id }).execute();
+  return user;
+}
+
 export function groupMailProcedures(settings: MailSettings) {
   const enableGroupMail = defineProcedure({
     id: GROUP_MAIL_PROCS.enableGroupMail,
@@ -58,19 +104,12 @@ export function groupMailProcedures(settings: MailSettings) {
     async run(ctx, input) {
       const { org, sub, group } = await openGroup(ctx, input.orgId, input.groupId);
       const before = await ctx.tx.selectFrom('mail_groups').selectAll().where('group_id', '=', group.id).executeTakeFirst();
-      const address = normalizeAddress(input.primaryAddress).address;
-      const spec = { orgId: org.id, resellerId: org.reseller_id, address, recipientId: group.id, recipientKind: 'group' as const, isPrimary: true };
       let after: any;
       if (!before) {
-        await charge(ctx, sub, { groups: 1 });
-        await claimAddress(ctx, spec);
-        after = {
-          group_id: group.id, org_id: org.id, reseller_id: org.reseller_id, primary_address: address, hidden: input.hiddenFromAddressBook ? 1 : 0,
-          send_policy: input.sendPolicy ?? 'organization', created_at: ctx.now, updated_at: ctx.now,
-        };
-        await ctx.tx.insertInto('mail_groups').values(after).execute();
-        ctx.event({ resellerId: org.reseller_id, orgId: org.id, objectType: 'distribution_group', objectId: group.id, event: 'created' });
+        after = await insertMailGroup(ctx, org, sub, group.id, input);
       } else {
+        const address = normalizeAddress(input.primaryAddress).address;
+        const spec = { orgId: org.id, resellerId: org.reseller_id, address, recipientId: group.id, recipientKind: 'group' as const, isPrimary: true };
         if (address !== before.primary_address) {
           // the new address first (it may be refused), then the old one goes to quarantine
           await claimAddress(ctx, spec);
@@ -121,13 +160,7 @@ export function groupMailProcedures(settings: MailSettings) {
     minRole: 'organization_admin',
     async run(ctx, input) {
       const { org, group } = await openGroup(ctx, input.orgId, input.groupId);
-      await mailGroupIn(ctx.tx, org.id, group.id);
-      const member = await orgRecipient(ctx.tx, org.id, input.memberId);
-      if (member.kind === 'group' && (await groupReaches(ctx.tx, org.id, member.id, group.id))) {
-        throw Errors.groupCycle(`adding ${member.id} to ${group.id} would make a group contain itself`);
-      }
-      const exists = await ctx.tx.selectFrom('mail_group_members').select('member_id').where('group_id', '=', group.id).where('member_id', '=', member.id).executeTakeFirst();
-      if (!exists) await ctx.tx.insertInto('mail_group_members').values({ group_id: group.id, org_id: org.id, member_id: member.id, member_kind: member.kind }).execute();
+      const member = await insertMailMember(ctx, org, group.id, input.memberId);
       ctx.target(groupTarget(org, group.id));
       ctx.diff(null, { member: member.id, kind: member.kind });
       return { groupId: group.id, memberId: member.id, kind: member.kind };
@@ -155,10 +188,7 @@ export function groupMailProcedures(settings: MailSettings) {
     minRole: 'organization_admin',
     async run(ctx, input) {
       const { org, group } = await openGroup(ctx, input.orgId, input.groupId);
-      await mailGroupIn(ctx.tx, org.id, group.id);
-      const user = await activeOrgUser(ctx.tx, org.id, input.userId);
-      const exists = await ctx.tx.selectFrom('group_managers').select('user_id').where('group_id', '=', group.id).where('user_id', '=', user.id).executeTakeFirst();
-      if (!exists) await ctx.tx.insertInto('group_managers').values({ group_id: group.id, org_id: org.id, user_id: user.id }).execute();
+      const user = await insertGroupManager(ctx, org, group.id, input.userId);
       ctx.target(groupTarget(org, group.id));
       ctx.diff(null, { manager: user.id });
       return { groupId: group.id, userId: user.id };

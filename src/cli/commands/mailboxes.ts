@@ -15,6 +15,8 @@ export const MAILBOX_KINDS = ['user', 'shared', 'room', 'equipment'] as const;
 export const FORWARD_MODES = ['forward_only', 'deliver_and_forward'] as const;
 /** Columns the server's mailbox importer reads (header row required). */
 export const MAILBOX_CSV_COLUMNS = ['primaryAddress', 'kind', 'displayName', 'planId', 'aliases', 'hidden', 'enabled', 'forwarding', 'login', 'userId'] as const;
+/** Columns the server's group importer reads: one row per group; members and managers space-separated. */
+export const GROUP_CSV_COLUMNS = ['name', 'address', 'members', 'hidden', 'sendPolicy', 'displayName', 'description', 'managers'] as const;
 
 const SIZE = SIZE_HELP;
 
@@ -309,6 +311,14 @@ export const mailboxCommands: CommandSpec[] = [
     options: IMPORT_OPTIONS,
     kind: 'api',
     run: (ctx) => runImport(ctx, path`/organizations/${arg(ctx, 0)}/mailboxes/aliases/import`, 'address'),
+  },
+  {
+    words: ['import', 'groups'],
+    summary: `create distribution groups from a CSV file ("-" for stdin), one row per group; columns: ${GROUP_CSV_COLUMNS.join(',')} (what export groups writes, name required)`,
+    args: ['ORG_ID', 'FILE'],
+    options: IMPORT_OPTIONS,
+    kind: 'api',
+    run: (ctx) => runImport(ctx, path`/organizations/${arg(ctx, 0)}/groups/import`, 'name'),
   },
   {
     words: ['import', 'group-members'],
