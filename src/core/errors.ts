@@ -70,6 +70,7 @@ export const Errors = {
   domainTaken: define('domain_taken', 'conflict'),
   addressTaken: define('address_taken', 'conflict'),
   organizationHasUsers: define('organization_has_users', 'conflict'),
+  organizationHasMailboxes: define('organization_has_mailboxes', 'conflict'),
   resellerHasOrganizations: define('reseller_has_organizations', 'conflict'),
   domainInUse: define('domain_in_use', 'conflict'),
   stateConflict: define('state_conflict', 'conflict'),

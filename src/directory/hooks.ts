@@ -1,3 +1,4 @@
+import type { ProcContext } from '../engine/procedure.js';
 import type { Db } from '../store/db.js';
 
 /**
@@ -8,6 +9,11 @@ import type { Db } from '../store/db.js';
 export interface DirectoryHooks {
   /** Tables with `org_id` and `reseller_id` columns; an organization's rows follow it to its new reseller. */
   tenantTables: Set<string>;
+  /**
+   * Inside the transaction that deletes an organization, before it is marked deleting: refuse (throw) when
+   * the area still holds objects and `force` is not set, else take them out of service and bill it.
+   */
+  beforeDeleteOrganization: Set<(ctx: ProcContext, orgId: string, force: boolean) => Promise<void>>;
   /** Checks before a user is deleted (throw an HmcError to refuse), inside the deleting transaction. */
   beforeDeleteUser: Set<(tx: Db, userId: string) => Promise<void>>;
   /** Run in the purge transaction before the user's own rows are deleted. */
@@ -16,4 +22,6 @@ export interface DirectoryHooks {
   purgeOrganization: Set<(tx: Db, orgId: string, now: number) => Promise<void>>;
 }
 
-export const directoryHooks: DirectoryHooks = { tenantTables: new Set(), beforeDeleteUser: new Set(), purgeUser: new Set(), purgeOrganization: new Set() };
+export const directoryHooks: DirectoryHooks = {
+  tenantTables: new Set(), beforeDeleteOrganization: new Set(), beforeDeleteUser: new Set(), purgeUser: new Set(), purgeOrganization: new Set(),
+};

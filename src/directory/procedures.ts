@@ -237,6 +237,7 @@ export const deleteOrganization = defineProcedure({
     if (users.length > 0 && !input.force) {
       throw Errors.organizationHasUsers(`the organization still has ${users.length} user(s); delete them or pass force=true`);
     }
+    for (const h of directoryHooks.beforeDeleteOrganization) await h(ctx, before.id, input.force === true);
     await ctx.tx.updateTable('organizations').set({ state: 'deleting', updated_at: ctx.now }).where('id', '=', before.id).execute();
     const active = users.filter((u) => u.state === 'active').map((u) => u.id as string);
     if (active.length > 0) await ctx.tx.updateTable('users').set({ state: 'deleting', updated_at: ctx.now }).where('org_id', '=', before.id).where('state', '=', 'active').execute();

@@ -1,5 +1,6 @@
 import { Errors } from '../core/errors.js';
 import type { DirectoryHooks } from '../directory/hooks.js';
+import type { ProcContext } from '../engine/procedure.js';
 import type { Db } from '../store/db.js';
 import type { MailSettings } from './addresses.js';
 
@@ -10,8 +11,8 @@ let quarantineMs = 30 * 86_400_000;
  * - moving an organization re-points these tables' reseller_id, so the new reseller sees the mail objects and
  *   the old one no longer does;
  * - a user with a live mailbox cannot be deleted (delete the mailbox first: it has its own retention);
- * - purging a user or an organization first removes the mail rows that refer to it; an organization's addresses
- *   go into quarantine like any released address (DESIGN §3), so they can never reach the next holder by mistake.
+ * - deleting an organization deletes its mailboxes at once and quarantines its addresses (deleteOrganizationMail);
+ * - purging a user or an organization first removes the mail rows that refer to it.
  */
 export const MAIL_TENANT_TABLES = ['accepted_domains', 'mailboxes', 'contacts', 'mail_groups', 'public_folders', 'addresses', 'org_subscriptions', 'org_available_plans'];
 
@@ -30,6 +31,29 @@ async function refuseUserWithMailbox(tx: Db, userId: string): Promise<void> {
   if (m) throw Errors.userHasMailbox(`the user has mailbox ${m.id}; delete the mailbox first`);
 }
 
+/**
+ * Deleting an organization: refused while it has mailboxes unless forced (like users); when it goes, its
+ * mailboxes are deleted at once (billed, uncharged) and every address it holds goes into quarantine, so no
+ * mail reaches the organization from the moment the delete commits. The rows go with the purge job.
+ */
+async function deleteOrganizationMail(ctx: ProcContext, orgId: string, force: boolean): Promise<void> {
+  const boxes = await ctx.tx.selectFrom('mailboxes').select(['id', 'reseller_id', 'org_id', 'charged_bytes']).where('org_id', '=', orgId).where('state', '=', 'active').execute();
+  if (boxes.length > 0 && !force) throw Errors.organizationHasMailboxes(`the organization still has ${boxes.length} mailbox(es); delete them or pass force=true`);
+  const addrs = await ctx.tx.selectFrom('addresses').select(['address', 'recipient_id']).where('org_id', '=', orgId).execute();
+  for (let i = 0; i < addrs.length; i += 500) {
+    const chunk = addrs.slice(i, i + 500);
+    await ctx.tx.deleteFrom('address_quarantine').where('address', 'in', chunk.map((a) => a.address)).execute();
+    await ctx.tx.insertInto('address_quarantine')
+      .values(chunk.map((a) => ({ address: a.address, org_id: orgId, former_recipient_id: a.recipient_id, released_at: ctx.now, until: ctx.now + quarantineMs }))).execute();
+  }
+  await ctx.tx.deleteFrom('addresses').where('org_id', '=', orgId).execute();
+  if (boxes.length === 0) return;
+  await ctx.tx.updateTable('mailboxes').set({ state: 'deleted', deleted_at: ctx.now, purge_after: ctx.now, charged_bytes: 0, updated_at: ctx.now })
+    .where('org_id', '=', orgId).where('state', '=', 'active').execute();
+  await ctx.tx.updateTable('org_subscriptions').set({ mailbox_count: 0, mailbox_bytes: 0, updated_at: ctx.now }).where('org_id', '=', orgId).execute();
+  for (const b of boxes) ctx.event({ resellerId: b.reseller_id, orgId, objectType: 'mailbox', objectId: b.id, event: 'deleted', data: { organizationDeleted: true } });
+}
+
 async function purgeUserMailRows(tx: Db, userId: string): Promise<void> {
   await tx.deleteFrom('group_managers').where('user_id', '=', userId).execute();
   await tx.deleteFrom('send_grants').where('trustee_user_id', '=', userId).execute();
@@ -38,14 +62,8 @@ async function purgeUserMailRows(tx: Db, userId: string): Promise<void> {
   for (const m of await tx.selectFrom('mailboxes').select('id').where('user_id', '=', userId).execute()) await deleteMailboxRows(tx, m.id);
 }
 
-async function purgeOrganizationMailRows(tx: Db, orgId: string, now: number): Promise<void> {
-  const addrs = await tx.selectFrom('addresses').select(['address', 'recipient_id']).where('org_id', '=', orgId).execute();
-  const horizon = now + quarantineMs;
-  for (let i = 0; i < addrs.length; i += 500) {
-    const chunk = addrs.slice(i, i + 500);
-    await tx.deleteFrom('address_quarantine').where('address', 'in', chunk.map((a) => a.address)).execute();
-    await tx.insertInto('address_quarantine').values(chunk.map((a) => ({ address: a.address, org_id: orgId, former_recipient_id: a.recipient_id, released_at: now, until: horizon }))).execute();
-  }
+/** The organization's rows of the mail area (its addresses were quarantined when the delete committed). */
+async function purgeOrganizationMailRows(tx: Db, orgId: string): Promise<void> {
   for (const t of ['auto_replies', 'send_grants', 'public_folder_permissions', 'group_senders', 'group_managers', 'mail_group_members', 'mail_groups', 'addresses', 'contacts', 'mailboxes']) {
     await tx.deleteFrom(t).where('org_id', '=', orgId).execute();
   }
@@ -66,6 +84,7 @@ async function purgeOrganizationMailRows(tx: Db, orgId: string, now: number): Pr
 export function registerMailDirectoryHooks(h: DirectoryHooks, settings: MailSettings): void {
   quarantineMs = settings.addressQuarantineMs;
   for (const t of MAIL_TENANT_TABLES) h.tenantTables.add(t);
+  h.beforeDeleteOrganization.add(deleteOrganizationMail);
   h.beforeDeleteUser.add(refuseUserWithMailbox);
   h.purgeUser.add(purgeUserMailRows);
   h.purgeOrganization.add(purgeOrganizationMailRows);
