@@ -1,8 +1,9 @@
-import { SqliteAdapter, type SelectQueryBuilder } from 'kysely';
+import type { SelectQueryBuilder } from 'kysely';
 import { Errors } from '../core/errors.js';
 import { roleLevel, type Principal } from '../core/tenancy.js';
 import type { Db } from '../store/db.js';
 import { page, type Page, type PageParams } from '../store/page.js';
+import { escapeLike, prefixMatch } from '../store/prefix.js';
 import { noRows, scopeRows } from '../store/scope.js';
 
 /**
@@ -105,7 +106,7 @@ export function listUsers(
   f: PageParams & { q?: string; enabled?: boolean; state?: string; role?: string; domainId?: string },
 ): Promise<Page<any>> {
   let q = usersQuery(db, p).where('org_id', '=', orgId);
-  if (f.q) q = loginPrefix(db, q, f.q.toLowerCase());
+  if (f.q) q = prefixMatch(db, q, 'login', f.q.toLowerCase());
   if (f.enabled !== undefined) q = q.where('enabled', '=', f.enabled ? 1 : 0);
   if (f.state) q = q.where('state', '=', f.state);
   if (f.role) q = q.where('role', '=', f.role);
@@ -159,20 +160,4 @@ export function listTokens(db: Db, p: Principal, f: PageParams & { includeRevoke
   return page(q, 'id', f);
 }
 
-/**
- * Prefix search on logins. Logins are stored lower-case, so on SQLite (BINARY collation) a range on
- * the (org_id, login) index answers it: its LIKE is case-insensitive and cannot use the index (a
- * 100,000-user organization: 12.8 ms -> 0.02 ms). PostgreSQL keeps LIKE: a range is only a prefix
- * match under the C collation.
- */
-function loginPrefix(db: Db, q: Q, prefix: string): Q {
-  const p = escapeLike(prefix);
-  if (p === '') return q;
-  if (!(db.getExecutor().adapter instanceof SqliteAdapter)) return q.where('login', 'like', `${p}%`);
-  return q.where('login', '>=', p).where('login', '<', `${p}\u{10FFFF}`);
-}
-
-export function escapeLike(s: string): string {
-  // LIKE wildcards from users are matched literally; prefix search only
-  return s.replace(/[%_\\]/g, '');
-}
+export { escapeLike };

@@ -1,9 +1,10 @@
-import { SqliteAdapter, type SelectQueryBuilder } from 'kysely';
+import type { SelectQueryBuilder } from 'kysely';
 import { Errors } from '../core/errors.js';
 import { roleLevel, type Principal } from '../core/tenancy.js';
 import { inScope } from '../directory/repo.js';
 import type { ProcContext } from '../engine/procedure.js';
 import type { Db } from '../store/db.js';
+import { prefixMatch } from '../store/prefix.js';
 import { page, type Page, type PageParams } from '../store/page.js';
 import { toMailbox, type MailboxView } from './mailboxes-model.js';
 
@@ -70,13 +71,5 @@ export async function listMailboxes(
   return { items: got.items.map((r) => toMailbox(r, aliases.get(r.id)!)), next: got.next };
 }
 
-/**
- * Prefix match on a lower-case column. SQLite: a range, which the index answers (its LIKE is
- * case-insensitive and cannot use it); PostgreSQL keeps LIKE, as the directory does for logins.
- */
-export function prefix(db: Db, q: Q, column: string, value: string): Q {
-  const v = value.replace(/[%_\\]/g, '');
-  if (v === '') return q;
-  if (!(db.getExecutor().adapter instanceof SqliteAdapter)) return q.where(column, 'like', `${v}%`);
-  return q.where(column, '>=', v).where(column, '<', `${v}\u{10FFFF}`);
-}
+/** Prefix match on a lower-case column (see store/prefix.ts). */
+export const prefix = prefixMatch;

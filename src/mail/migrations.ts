@@ -204,4 +204,15 @@ export const mailMigrations: Migration[] = [
       `);
     },
   },
+  {
+    // PostgreSQL: address prefix search (?q=) on mailboxes and contacts, as for logins (0005).
+    id: '0006_address_prefix_index',
+    async up(db, dialect) {
+      if (dialect !== 'postgres') return;
+      await runDdl(db, dialect, `
+        CREATE INDEX mailboxes_org_address_pattern ON mailboxes (org_id, primary_address text_pattern_ops);
+        CREATE INDEX contacts_org_address_pattern ON contacts (org_id, external_address text_pattern_ops)
+      `);
+    },
+  },
 ];
