@@ -38,6 +38,8 @@ import { registerMailDirectoryHooks } from './mail/directory-hooks.js';
 import { directoryHooks } from './directory/hooks.js';
 import { registerMailCsvRoutes } from './mail/csv-routes.js';
 import { importGroup } from './mail/groups-import.js';
+import { resourceProcedures } from './resources/procedures.js';
+import { registerResourceRoutes, resourcesVisibility } from './resources/routes.js';
 import { buildApi } from './api/server.js';
 import { createMetrics } from './api/metrics.js';
 
@@ -122,6 +124,7 @@ export async function createPlatform(config: Config, opts: PlatformOptions = {})
   const mailSettings: MailSettings = { addressQuarantineMs: config.addressQuarantineDays * DAY_MS, mailboxRetentionMs: config.mailboxRetentionDays * DAY_MS };
   engine.register(...groupMailProcedures(mailSettings), ...publicFolderProcedures(mailSettings), ...grantProcedures, ...autoReplyProcedures);
   engine.register(...domainProcedures, ...mailboxProcedures(mailSettings), ...contactProcedures, importGroup);
+  engine.register(...resourceProcedures);
   registerMailDirectoryHooks(directoryHooks, mailSettings);
   const homes = opts.homes ?? createFilesProvider(config.filesRoot);
   for (const [kind, h] of Object.entries(directoryJobs(engine, homes))) engine.handle(kind, h);
@@ -129,8 +132,8 @@ export async function createPlatform(config: Config, opts: PlatformOptions = {})
   let ready = false;
   const app = opts.api === false ? null : await buildApi({
     engine,
-    registrars: [registerEngineRoutes, registerDirectoryRoutes, registerPlansRoutes, registerGroupMailRoutes, registerPublicFolderRoutes, registerGrantRoutes, registerAutoReplyRoutes, registerDomainRoutes, registerMailboxRoutes, registerContactRoutes, registerMailCsvRoutes],
-    visibility: { ...engineVisibility, ...directoryVisibility, ...plansVisibility, ...publicFolderVisibility, ...domainVisibility, ...mailboxVisibility },
+    registrars: [registerEngineRoutes, registerDirectoryRoutes, registerPlansRoutes, registerGroupMailRoutes, registerPublicFolderRoutes, registerGrantRoutes, registerAutoReplyRoutes, registerDomainRoutes, registerMailboxRoutes, registerContactRoutes, registerMailCsvRoutes, registerResourceRoutes],
+    visibility: { ...engineVisibility, ...directoryVisibility, ...plansVisibility, ...publicFolderVisibility, ...domainVisibility, ...mailboxVisibility, ...resourcesVisibility },
     metrics,
     logger: opts.logger === false ? false : { level: config.logLevel },
     ready: () => ready,

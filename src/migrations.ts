@@ -3,6 +3,7 @@ import { engineMigrations } from './engine/migrations.js';
 import { directoryMigrations } from './directory/migrations.js';
 import { plansMigrations } from './plans/migrations.js';
 import { mailMigrations } from './mail/migrations.js';
+import { resourcesMigrations } from './resources/migrations.js';
 
 /** Every area's migrations, in the one global order. */
-export const MIGRATIONS: Migration[] = [...engineMigrations, ...directoryMigrations, ...plansMigrations, ...mailMigrations].sort((a, b) => a.id.localeCompare(b.id));
+export const MIGRATIONS: Migration[] = [...engineMigrations, ...directoryMigrations, ...plansMigrations, ...mailMigrations, ...resourcesMigrations].sort((a, b) => a.id.localeCompare(b.id));

@@ -47,11 +47,12 @@ const TABLES = [
   'users', 'organizations', 'resellers', 'domains', 'groups', 'group_members', 'tokens', 'requests', 'request_items', 'jobs', 'billing_events', 'audit_log',
   'org_plans', 'mailbox_plans', 'reseller_plans', 'org_subscriptions', 'org_available_plans', 'shared_domains', 'accepted_domains', 'mailboxes', 'contacts',
   'mail_groups', 'mail_group_members', 'group_managers', 'group_senders', 'public_folders', 'public_folder_permissions', 'send_grants', 'auto_replies',
-  'addresses', 'address_quarantine',
+  'addresses', 'address_quarantine', 'mail_servers', 'mailstores', 'store_allocations',
 ];
 const FINGERPRINTS = [
   sql`(SELECT count(*) FROM tokens WHERE revoked_at IS NOT NULL)`.as('tokens_revoked'),
-  ...['users', 'organizations', 'resellers', 'groups', 'org_plans', 'mailbox_plans', 'org_subscriptions', 'accepted_domains', 'mailboxes', 'contacts', 'mail_groups', 'public_folders']
+  ...['users', 'organizations', 'resellers', 'groups', 'org_plans', 'mailbox_plans', 'org_subscriptions', 'accepted_domains', 'mailboxes', 'contacts', 'mail_groups', 'public_folders',
+    'mail_servers', 'mailstores']
     .map((t) => sql`(SELECT coalesce(max(updated_at), 0) FROM ${sql.table(t)})`.as(`${t}_updated`)),
   sql`(SELECT count(*) FROM users WHERE state <> 'active')`.as('users_not_active'),
   sql`(SELECT count(*) FROM organizations WHERE state <> 'active')`.as('organizations_not_active'),
@@ -252,13 +253,15 @@ for (const dialect of DIALECTS) {
       await t.ok('PUT', `${orgUrl}/groups/${group.id}/mail`, { primaryAddress: `team@${a.domain.name}` });
       const folder = await t.ok('POST', `${orgUrl}/public-folders`, { name: 'projects', issueWarningQuota: 1024, prohibitPostQuota: 2048, maxItemSize: 1024 });
       const shared = await t.ok('POST', '/api/v1/shared-domains', { name: `fz${seq}.shared.example` });
+      const srv = await t.ok('POST', '/api/v1/mail-servers', { name: `fz${seq}`, lmtpEndpoint: '127.0.0.1:24', imapEndpoint: '127.0.0.1:143', mailRoot: '/srv/mail' });
+      const mst = await t.ok('POST', `/api/v1/mail-servers/${srv.id}/stores`, { name: 'store1', capacityBytes: 2 ** 40 });
       return {
         orgAdmin: a.orgAdmin,
         fx: {
           seq, domain: a.domain.name,
           known: {
             rsl: a.reseller.id, org: a.org.id, dom: a.domain.id, usr: u.json().id, grp: group.id, tok: spare.id, req: u.headers['hmc-request-id'] as string,
-            opl: mail.orgPlanId, mpl: mail.mailboxPlanId, mbx: mbx.id, con: contact.id, pfd: folder.id, sdm: shared.id,
+            opl: mail.orgPlanId, mpl: mail.mailboxPlanId, mbx: mbx.id, con: contact.id, pfd: folder.id, sdm: shared.id, srv: srv.id, mst: mst.id,
           },
         },
       };

@@ -131,12 +131,14 @@ for (const dialect of DIALECTS) {
       await t.ok('PUT', `${orgUrl}/groups/${group.id}/mail`, { primaryAddress: `staff@${base.domain.name}` });
       const folder = await t.ok('POST', `${orgUrl}/public-folders`, { name: 'projects', issueWarningQuota: 1024, prohibitPostQuota: 2048, maxItemSize: 1024 });
       const shared = await t.ok('POST', '/api/v1/shared-domains', { name: `${name}${seq}.shared.example` });
+      const srv = await t.ok('POST', '/api/v1/mail-servers', { name: `${name}${seq}`, lmtpEndpoint: '127.0.0.1:24', imapEndpoint: '127.0.0.1:143', mailRoot: '/srv/mail' });
+      const mst = await t.ok('POST', `/api/v1/mail-servers/${srv.id}/stores`, { name: 'store1', capacityBytes: 2 ** 40 });
       const known: Record<string, string> = {
         rsl: base.reseller.id, org: base.org.id, dom: base.domain.id, usr: user.id, grp: group.id, tok: extra.id, req: requestId,
         opl: mail.orgPlanId, mpl: mail.mailboxPlanId, mbx: mbx.id, con: contact.id, pfd: folder.id,
       };
-      // provider objects any organization may use (a shared domain): found for paths, never "another tenant's"
-      const provider: Record<string, string> = { sdm: shared.id };
+      // provider objects (a shared domain any organization may use, a mail server and store): found for paths, never "another tenant's"
+      const provider: Record<string, string> = { sdm: shared.id, srv: srv.id, mst: mst.id };
       return { ...base, user, group, extra, userToken, requestId, known: { ...provider, ...known }, owned: known };
     }
     type Rich = Awaited<ReturnType<typeof richTenant>>;

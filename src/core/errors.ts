@@ -97,6 +97,12 @@ export const Errors = {
   groupNotMailEnabled: define('group_not_mail_enabled', 'conflict'),
   folderHasSubfolders: define('folder_has_subfolders', 'conflict'),
   invalidSchedule: define('invalid_schedule', 'invalid'),
+  // Resource manager
+  invalidEndpoint: define('invalid_endpoint', 'invalid'),
+  invalidPath: define('invalid_path', 'invalid'),
+  capacityBelowAllocated: define('capacity_below_allocated', 'limit'),
+  storeInUse: define('store_in_use', 'conflict'),
+  serverHasStores: define('server_has_stores', 'conflict'),
   unavailable: define('unavailable', 'unavailable'),
   backendFailed: define('backend_failed', 'internal'),
   internal: define('internal_error', 'internal'),

@@ -23,6 +23,8 @@ export const ID_PREFIXES = {
   contact: 'con',
   publicFolder: 'pfd',
   sharedDomain: 'sdm',
+  mailServer: 'srv',
+  mailstore: 'mst',
 } as const;
 export type IdKind = keyof typeof ID_PREFIXES;
 

@@ -1,0 +1,73 @@
+import { Type, type TSchema } from '@sinclair/typebox';
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { Errors } from '../core/errors.js';
+import { errorResponses, Id, ListOf, ListQuery, submitAndReply, WaitQuery, type RouteDeps, type VisibilityRegistry } from '../engine/http.js';
+import { mapPage } from '../store/page.js';
+import { CreateServerBody, CreateStoreBody, ServerView, StoreListQuery, StoreView, toServer, toStore, UpdateServerBody, UpdateStoreBody } from './model.js';
+import { RP } from './procedures.js';
+import * as repo from './repo.js';
+
+const strict = { additionalProperties: false } as const;
+const params = (p: Record<string, TSchema>) => Type.Object(p, strict);
+const ok = (view: TSchema, status = 200) => ({ [status]: view, 202: view, ...errorResponses });
+const tag = { tags: ['resources'], security: [{ bearer: [] }] };
+const SERVER = { serverId: Id('srv') };
+const STORE = { ...SERVER, storeId: Id('mst') };
+
+/** Servers and stores exist only for provider roles; for everyone else their ids are 404 like another tenant's. */
+export const resourcesVisibility: VisibilityRegistry = {
+  mailServer: async (db, p, id) => !!(await repo.serversQuery(db, p).where('id', '=', id).executeTakeFirst()),
+  mailstore: async (db, p, id) => !!(await repo.storesQuery(db, p).where('id', '=', id).executeTakeFirst()),
+};
+
+/**
+ * Every route of the registry, lists and creations included, answers 404 to non-provider roles before
+ * validation: to a tenant the registry does not exist (rather than an empty list or a 403 that would tell
+ * it there is something to be refused).
+ */
+async function providerOnly(req: FastifyRequest): Promise<void> {
+  if (!repo.seesResources(req.principal)) throw Errors.notFound(`no route ${req.method} ${req.url.split('?')[0]}`);
+}
+
+export function registerResourceRoutes(app: FastifyInstance, deps: RouteDeps): void {
+  const { db } = deps;
+  const body = (req: FastifyRequest) => ({ ...(req.body as object), ...(req.params as object) });
+  const route = { preValidation: providerOnly };
+
+  // ---- mail servers ----
+  app.get('/api/v1/mail-servers', { ...route, schema: { ...tag, querystring: Type.Object(ListQuery, strict), response: { 200: ListOf(ServerView), ...errorResponses } } },
+    async (req) => mapPage(await repo.listServers(db, req.principal, req.query as any), toServer));
+  app.post('/api/v1/mail-servers', { ...route, schema: { ...tag, querystring: WaitQuery, body: CreateServerBody, response: ok(ServerView, 201) } },
+    (req, reply) => submitAndReply(req, reply, deps, RP.createServer, req.body, 201));
+  app.get('/api/v1/mail-servers/:serverId', { ...route, schema: { ...tag, params: params(SERVER), response: { 200: ServerView, ...errorResponses } } },
+    async (req) => toServer(await repo.getServer(db, req.principal, (req.params as any).serverId)));
+  app.patch('/api/v1/mail-servers/:serverId', { ...route, schema: { ...tag, params: params(SERVER), querystring: WaitQuery, body: UpdateServerBody, response: ok(ServerView) } },
+    (req, reply) => submitAndReply(req, reply, deps, RP.updateServer, body(req)));
+  app.delete('/api/v1/mail-servers/:serverId', {
+    ...route, schema: { ...tag, description: 'Refused (server_has_stores) while the server has mailstores.', params: params(SERVER), querystring: WaitQuery, response: ok(ServerView) },
+  }, (req, reply) => submitAndReply(req, reply, deps, RP.deleteServer, req.params));
+
+  // ---- mailstores of a server ----
+  app.get('/api/v1/mail-servers/:serverId/stores', { ...route, schema: { ...tag, params: params(SERVER), querystring: Type.Object(ListQuery, strict), response: { 200: ListOf(StoreView), ...errorResponses } } },
+    async (req) => {
+      const server = await repo.getServer(db, req.principal, (req.params as any).serverId);
+      return mapPage(await repo.listStores(db, req.principal, { ...(req.query as any), server: server.id }), toStore);
+    });
+  app.post('/api/v1/mail-servers/:serverId/stores', { ...route, schema: { ...tag, params: params(SERVER), querystring: WaitQuery, body: CreateStoreBody, response: ok(StoreView, 201) } },
+    (req, reply) => submitAndReply(req, reply, deps, RP.createStore, body(req), 201));
+  app.get('/api/v1/mail-servers/:serverId/stores/:storeId', { ...route, schema: { ...tag, params: params(STORE), response: { 200: StoreView, ...errorResponses } } },
+    async (req) => toStore(await repo.getStore(db, req.principal, (req.params as any).storeId, (req.params as any).serverId)));
+  app.patch('/api/v1/mail-servers/:serverId/stores/:storeId', {
+    ...route, schema: { ...tag, description: 'capacityBytes may not drop below allocatedBytes (capacity_below_allocated); purpose and sharing change only while the store is unused (store_in_use).', params: params(STORE), querystring: WaitQuery, body: UpdateStoreBody, response: ok(StoreView) },
+  }, (req, reply) => submitAndReply(req, reply, deps, RP.updateStore, body(req)));
+  app.delete('/api/v1/mail-servers/:serverId/stores/:storeId', {
+    ...route, schema: { ...tag, description: 'Refused (store_in_use) while organizations hold allocations on the store.', params: params(STORE), querystring: WaitQuery, response: ok(StoreView) },
+  }, (req, reply) => submitAndReply(req, reply, deps, RP.deleteStore, req.params));
+
+  // ---- all mailstores ----
+  app.get('/api/v1/mailstores', {
+    ...route, schema: { ...tag, description: 'All mailstores with capacity, allocated and free bytes, by id; filter by purpose, state, server.', querystring: Type.Object({ ...ListQuery, ...StoreListQuery }, strict), response: { 200: ListOf(StoreView), ...errorResponses } },
+  }, async (req) => mapPage(await repo.listStores(db, req.principal, req.query as any), toStore));
+  app.get('/api/v1/mailstores/:storeId', { ...route, schema: { ...tag, params: params({ storeId: Id('mst') }), response: { 200: StoreView, ...errorResponses } } },
+    async (req) => toStore(await repo.getStore(db, req.principal, (req.params as any).storeId)));
+}
