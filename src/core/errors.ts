@@ -93,6 +93,10 @@ export const Errors = {
   recipientNotInOrganization: define('recipient_not_in_organization', 'invalid'),
   groupCycle: define('group_cycle', 'invalid'),
   externalForwardingNotAllowed: define('external_forwarding_not_allowed', 'forbidden'),
+  // Resource Manager placement (src/resources/algorithms.ts throws them as PlacementError)
+  dedicatedStoreHeld: define('dedicated_store_held', 'conflict'),
+  shrinkNeedsSources: define('shrink_needs_sources', 'invalid'),
+  invalidSources: define('invalid_sources', 'invalid'),
   userHasMailbox: define('user_has_mailbox', 'conflict'),
   groupNotMailEnabled: define('group_not_mail_enabled', 'conflict'),
   folderHasSubfolders: define('folder_has_subfolders', 'conflict'),

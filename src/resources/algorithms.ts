@@ -4,7 +4,7 @@
  * what they return. HMC 4.5's RM did this in Int32 kilobytes and overflowed at 2 TB (RU6); here every
  * sum and comparison is BigInt bytes and only the results (each ≤ 2^53) go back to numbers.
  */
-import { HmcError, type ErrorKind } from '../core/errors.js';
+import { Errors, HmcError, type ErrorKind } from '../core/errors.js';
 
 /** An organization holds at most this many bytes (DESIGN §3 units; the same bound as plans/limits MAX_BYTES). */
 export const ORG_MAX_BYTES = 2 ** 53;
@@ -67,28 +67,24 @@ export interface Shrink {
   emptied: string[];
 }
 
+/** The codes a placement can refuse with; all registered in src/core/errors.ts (one registry). */
+const REGISTERED = [Errors.storageLimit, Errors.dedicatedStoreHeld, Errors.shrinkNeedsSources, Errors.invalidSources, Errors.invalidRequest] as const;
 export const PLACEMENT_CODES = {
-  storageLimit: 'STORAGE_LIMIT',
-  dedicatedStoreHeld: 'dedicated_store_held',
-  shrinkNeedsSources: 'shrink_needs_sources',
-  invalidSources: 'invalid_sources',
-  invalidRequest: 'invalid_request',
+  storageLimit: Errors.storageLimit.code,
+  dedicatedStoreHeld: Errors.dedicatedStoreHeld.code,
+  shrinkNeedsSources: Errors.shrinkNeedsSources.code,
+  invalidSources: Errors.invalidSources.code,
+  invalidRequest: Errors.invalidRequest.code,
 } as const;
-export type PlacementCode = (typeof PLACEMENT_CODES)[keyof typeof PLACEMENT_CODES];
+export type PlacementCode = string;
 
-const KIND: Record<PlacementCode, ErrorKind> = {
-  STORAGE_LIMIT: 'limit',
-  dedicated_store_held: 'conflict',
-  shrink_needs_sources: 'invalid',
-  invalid_sources: 'invalid',
-  invalid_request: 'invalid',
-};
+const KIND: Record<string, ErrorKind> = Object.fromEntries(REGISTERED.map((e) => [e.code, e.kind]));
 
 /** A refused placement. An HmcError, so it reaches the client as problem+json with its stable code. */
 export class PlacementError extends HmcError {
   declare readonly code: PlacementCode;
   constructor(code: PlacementCode, message: string) {
-    super(code, KIND[code], message);
+    super(code, KIND[code] ?? 'invalid', message);
     this.name = 'PlacementError';
   }
 }
