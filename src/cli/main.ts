@@ -12,6 +12,7 @@ import { planCommands } from './commands/plans.js';
 import { platformCommands } from './commands/platform.js';
 import { requestCommands } from './commands/requests.js';
 import { resellerCommands } from './commands/resellers.js';
+import { resourceCommands } from './commands/resources.js';
 import { tokenCommands } from './commands/tokens.js';
 import { userCommands } from './commands/users.js';
 import { CliError, EXIT_CLIENT, EXIT_OK, EXIT_SERVER, UsageError } from './errors.js';
@@ -31,6 +32,7 @@ export const COMMANDS: readonly CommandSpec[] = [
   ...mailboxCommands,
   ...mailCommands,
   ...importCommands,
+  ...resourceCommands,
   ...requestCommands,
 ];
 

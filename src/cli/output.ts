@@ -101,6 +101,8 @@ export const COLUMNS = {
   publicFolder: ['id', 'path', 'prohibitPostQuota', 'issueWarningQuota', 'mailEnabled', 'primaryAddress'],
   mailGroup: ['groupId', 'primaryAddress', 'hiddenFromAddressBook', 'sendPolicy'],
   autoReply: ['mailboxId', 'mode', 'startsAt', 'endsAt', 'externalAudience'],
+  mailServer: ['id', 'name', 'state', 'lmtpEndpoint', 'imapEndpoint', 'popEndpoint', 'mailRoot'],
+  mailstore: ['id', 'serverId', 'name', 'purpose', 'sharing', 'state', 'capacityBytes', 'allocatedBytes', 'freeBytes', 'mailboxCount', 'maxMailboxes', 'ownerOrgId'],
 } as const satisfies Record<string, readonly string[]>;
 
 export type ResourceKind = keyof typeof COLUMNS;

@@ -3,7 +3,7 @@ import { arg, type CommandSpec, type Ctx } from '../command.js';
 import { path, type ApiClient, type SendOptions } from '../client.js';
 import { UsageError } from '../errors.js';
 import { parseLimitSize, parseSize } from '../sizes.js';
-import { choice, DISPLAY_NAME, flag, pickFlags, runList, runMutation, runShow, SIZE_HELP, str } from './shared.js';
+import { choice, DISPLAY_NAME, flag, pickFlags, runList, runMutation, runShow, SIZE_HELP, str, assign, nonEmpty } from './shared.js';
 
 /** Protocols a plan can allow (the API's names; the server checks them too). */
 export const PROTOCOL_NAMES = ['imap', 'pop3', 'submission', 'webmail', 'dav', 'mobile'] as const;
@@ -27,12 +27,6 @@ function limit(ctx: Ctx, name: string): number | null | undefined {
   if (v === undefined) return undefined;
   if (/^(unlimited|none)$/i.test(v.trim())) return null;
   return ctx.opts.int(name, { min: 0 });
-}
-
-/** Puts the defined values into `body` (absent flags stay absent, so an update never resets a field by accident). */
-function assign(body: Record<string, unknown>, values: Record<string, unknown>): Record<string, unknown> {
-  for (const [k, v] of Object.entries(values)) if (v !== undefined) body[k] = v;
-  return body;
 }
 
 const ORG_PLAN_OPTIONS: Record<string, OptionSpec> = {
@@ -123,12 +117,6 @@ export function mailboxPlanFields(ctx: Ctx): Record<string, unknown> {
     hiddenFromAddressBook: choice(ctx, 'hidden', 'visible'),
     externalForwarding: choice(ctx, 'external-forwarding', 'no-external-forwarding'),
   });
-}
-
-/** Refuses an update with nothing to change before it reaches the server. */
-function nonEmpty(body: Record<string, unknown>): Record<string, unknown> {
-  if (Object.keys(body).length === 0) throw new UsageError('nothing to update: give at least one option (see --help)');
-  return body;
 }
 
 /**

@@ -24,6 +24,18 @@ export function choice(ctx: Ctx, on: string, off: string): boolean | undefined {
   return ctx.opts.bool(on) ? true : ctx.opts.bool(off) ? false : undefined;
 }
 
+/** Copy the defined values into a request body. */
+export function assign(body: Record<string, unknown>, values: Record<string, unknown>): Record<string, unknown> {
+  for (const [k, v] of Object.entries(values)) if (v !== undefined) body[k] = v;
+  return body;
+}
+
+/** Refuses an update with nothing to change before it reaches the server. */
+export function nonEmpty(body: Record<string, unknown>): Record<string, unknown> {
+  if (Object.keys(body).length === 0) throw new UsageError('nothing to update: give at least one option (see --help)');
+  return body;
+}
+
 interface Page {
   items: Record<string, unknown>[];
   next: string | null;
