@@ -8,7 +8,6 @@ import { fork } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
-import SQLite from 'better-sqlite3';
 import pg from 'pg';
 import { createPlatform, initPlatform } from '../src/app.js';
 import { configFromEnv, type Config } from '../src/core/config.js';
@@ -20,7 +19,7 @@ import { DOMAIN_PROCS } from '../src/mail/domains-procedures.js';
 import { MAILBOX_PROCS } from '../src/mail/mailboxes-model.js';
 import { encodeCursor } from '../src/store/page.js';
 import { createTestDatabase, type TestDatabase } from '../src/store/testing.js';
-import type { Dialect } from '../src/store/db.js';
+import { openSqliteWriter, type Dialect } from '../src/store/db.js';
 import { compileServer } from './compile.js';
 import { machineInfo, mb, pool, progress, round, summarize } from './lib.js';
 
@@ -119,12 +118,8 @@ async function benchRaw(tdb: TestDatabase, tenants: Tenant[], planId: string, n:
   const cols = Object.keys(sample);
   let ms: number;
   if (tdb.dialect === 'sqlite') {
-    const db = new SQLite(tdb.sqlitePath!);
-    db.pragma('journal_mode = WAL');
-    db.pragma('synchronous = FULL');
-    db.pragma('foreign_keys = ON');
-    db.pragma('busy_timeout = 5000');
-    db.pragma('temp_store = MEMORY');
+    // the platform's own write settings (src/store/db.ts): WAL, synchronous=FULL, foreign keys, in-memory journals
+    const db = openSqliteWriter(tdb.sqlitePath!);
     reseller = (db.prepare('SELECT reseller_id FROM organizations WHERE id = ?').get(tenants[0]!.orgId) as { reseller_id: string }).reseller_id;
     const ins = db.prepare(`INSERT INTO mailboxes (${cols.join(', ')}) VALUES (${cols.map(() => '?').join(', ')})`);
     const begin = db.prepare('BEGIN');

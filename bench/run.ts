@@ -18,7 +18,7 @@ import { newId } from '../src/core/ids.js';
 import { SYSTEM } from '../src/core/tenancy.js';
 import { createPasswordHasher } from '../src/directory/passwords.js';
 import { P } from '../src/directory/procedures.js';
-import type { Dialect, Store } from '../src/store/db.js';
+import { openSqliteWriter, type Dialect, type Store } from '../src/store/db.js';
 import { encodeCursor } from '../src/store/page.js';
 import { createTestDatabase, type TestDatabase } from '../src/store/testing.js';
 import { compileServer } from './compile.js';
@@ -194,13 +194,8 @@ async function benchRaw(tdb: TestDatabase, org: { id: string; resellerId: string
   const cols = USER_COLUMNS.join(', ');
   let ms: number;
   if (tdb.dialect === 'sqlite') {
-    // the same pragmas as src/store/db.ts: WAL, synchronous=FULL, foreign keys, in-memory statement journals
-    const db = new SQLite(tdb.sqlitePath!);
-    db.pragma('journal_mode = WAL');
-    db.pragma('synchronous = FULL');
-    db.pragma('foreign_keys = ON');
-    db.pragma('busy_timeout = 5000');
-    db.pragma('temp_store = MEMORY');
+    // the platform's own write settings (src/store/db.ts): WAL, synchronous=FULL, foreign keys, in-memory journals
+    const db = openSqliteWriter(tdb.sqlitePath!);
     const ins = db.prepare(`INSERT INTO users (${cols}) VALUES (${USER_COLUMNS.map(() => '?').join(', ')})`);
     const begin = db.prepare('BEGIN');
     const commit = db.prepare('COMMIT');

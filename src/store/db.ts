@@ -22,6 +22,24 @@ export interface Store {
 // BIGINT columns hold epoch milliseconds and counters well below 2^53: read them as numbers.
 pg.types.setTypeParser(20, (v) => Number(v));
 
+/**
+ * A SQLite connection with the platform's write settings (also used by the benchmark's raw baseline, so
+ * both run with the same durability).
+ */
+export function openSqliteWriter(path: string): SQLite.Database {
+  const writer = new SQLite(path);
+  // Durability: WAL with synchronous=FULL, so an acknowledged request survives a power cut (DESIGN §3).
+  writer.pragma('journal_mode = WAL');
+  writer.pragma('synchronous = FULL');
+  writer.pragma('foreign_keys = ON');
+  writer.pragma('busy_timeout = 5000');
+  // Statement and savepoint journals (every unit of a group commit runs in a SAVEPOINT) in memory rather
+  // than temporary files: halves the cost of each INSERT (25-50 us -> 12-25 us in the bench). Only
+  // rollback-within-a-transaction data lives there; what makes a commit durable is the WAL, unchanged.
+  writer.pragma('temp_store = MEMORY');
+  return writer;
+}
+
 /** Open SQLite (a file path) or PostgreSQL (a `postgres://` URL). */
 export function openStore(target: { sqlitePath: string } | { url: string }, opts: { poolSize?: number } = {}): Store {
   if ('url' in target) {
@@ -32,16 +50,7 @@ export function openStore(target: { sqlitePath: string } | { url: string }, opts
     return { db, dialect: 'postgres', close: () => db.destroy() };
   }
   mkdirSync(dirname(target.sqlitePath), { recursive: true });
-  const writer = new SQLite(target.sqlitePath);
-  // Durability: WAL with synchronous=FULL, so an acknowledged request survives a power cut (DESIGN §3).
-  writer.pragma('journal_mode = WAL');
-  writer.pragma('synchronous = FULL');
-  writer.pragma('foreign_keys = ON');
-  writer.pragma('busy_timeout = 5000');
-  // Statement and savepoint journals (every unit of a group commit runs in a SAVEPOINT) in memory rather
-  // than temporary files: halves the cost of each INSERT (25-50 us -> 12-25 us in the bench). Only
-  // rollback-within-a-transaction data lives there; what makes a commit durable is the WAL, unchanged.
-  writer.pragma('temp_store = MEMORY');
+  const writer = openSqliteWriter(target.sqlitePath);
   // reads outside a transaction (see sqlite-driver.ts), opened after the writer made the file WAL
   const reader = new SQLite(target.sqlitePath);
   reader.pragma('foreign_keys = ON');
