@@ -117,3 +117,12 @@ export async function resolveAddress(db: Db, address: string): Promise<{ recipie
   const r = await db.selectFrom('addresses').select(['recipient_id', 'recipient_kind', 'org_id']).where('address', '=', address).executeTakeFirst();
   return r ? { recipientId: r.recipient_id, recipientKind: r.recipient_kind, orgId: r.org_id } : null;
 }
+
+/**
+ * Remove what names a recipient that is going away: its places in groups' member lists and listed senders.
+ * Those rows refer to recipients of several kinds by id, so no foreign key removes them.
+ */
+export async function dropRecipientReferences(tx: Db, recipientId: string): Promise<void> {
+  await tx.deleteFrom('mail_group_members').where('member_id', '=', recipientId).execute();
+  await tx.deleteFrom('group_senders').where('sender_id', '=', recipientId).execute();
+}

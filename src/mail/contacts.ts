@@ -8,6 +8,7 @@ import { Address, DisplayName } from '../directory/model.js';
 import { conflictOn, liveOrg } from '../directory/procedures.js';
 import { inScope } from '../directory/repo.js';
 import { Id } from '../engine/http.js';
+import { dropRecipientReferences } from './addresses.js';
 import { defineProcedure, type ProcContext } from '../engine/procedure.js';
 import type { Db } from '../store/db.js';
 import { page, type Page, type PageParams } from '../store/page.js';
@@ -131,8 +132,7 @@ export const deleteContact = defineProcedure({
     const before = await getContact(ctx.tx, ctx.principal, org.id, input.contactId);
     const s = await lockSubscription(ctx, org.id);
     // group memberships and listed senders name recipients by id without a foreign key: they go with it
-    await ctx.tx.deleteFrom('mail_group_members').where('member_id', '=', before.id).execute();
-    await ctx.tx.deleteFrom('group_senders').where('sender_id', '=', before.id).execute();
+    await dropRecipientReferences(ctx.tx, before.id);
     await ctx.tx.deleteFrom('contacts').where('id', '=', before.id).execute();
     await charge(ctx, s, { contacts: -1 });
     ctx.target(target(before));

@@ -2,7 +2,7 @@ import { Errors } from '../core/errors.js';
 import type { DirectoryHooks } from '../directory/hooks.js';
 import type { ProcContext } from '../engine/procedure.js';
 import type { Db } from '../store/db.js';
-import type { MailSettings } from './addresses.js';
+import { dropRecipientReferences, type MailSettings } from './addresses.js';
 
 let quarantineMs = 30 * 86_400_000;
 
@@ -20,8 +20,7 @@ export const MAIL_TENANT_TABLES = ['accepted_domains', 'mailboxes', 'contacts', 
 export async function deleteMailboxRows(tx: Db, mailboxId: string): Promise<void> {
   await tx.deleteFrom('auto_replies').where('mailbox_id', '=', mailboxId).execute();
   await tx.deleteFrom('send_grants').where('object_id', '=', mailboxId).execute();
-  await tx.deleteFrom('mail_group_members').where('member_id', '=', mailboxId).execute();
-  await tx.deleteFrom('group_senders').where('sender_id', '=', mailboxId).execute();
+  await dropRecipientReferences(tx, mailboxId);
   await tx.deleteFrom('addresses').where('recipient_id', '=', mailboxId).execute();
   await tx.deleteFrom('mailboxes').where('id', '=', mailboxId).execute();
 }

@@ -13,7 +13,7 @@ import {
   CreateMailboxPlanBody, CreateOrgPlanBody, DEFAULT_FEATURES, DEFAULT_PROTOCOLS, ResellerPlanBody, SubscribeBody, toMailboxPlan, toOrgPlan,
   toSubscription, UpdateMailboxPlanBody, UpdateOrgPlanBody,
 } from './model.js';
-import { getOwnPlan, getPlan } from './repo.js';
+import { getOwnPlan, getPlan, type PlanTable } from './repo.js';
 
 /** Persisted procedure ids (never rename). */
 export const PP = {
@@ -105,6 +105,23 @@ function checkMailboxPlanCeiling(row: any, ceiling: any): void {
   if (bad.length > 0) throw Errors.resellerPlanExceeded(`the plan exceeds the reseller's own plan: ${bad.join('; ')}`);
 }
 
+/**
+ * A plan the caller may change, its row locked for the edit (PostgreSQL FOR UPDATE): two edits of one plan
+ * serialise, so versions and the re-apply batches they start stay in order.
+ */
+async function lockOwnPlan(ctx: ProcContext, table: PlanTable, id: string): Promise<any> {
+  let q = ctx.tx.selectFrom(table).select('id').where('id', '=', id);
+  if (ctx.dialect === 'postgres') q = q.forUpdate();
+  await q.executeTakeFirst();
+  return getOwnPlan(ctx, table, id);
+}
+
+/** The columns an edit may write: everything but identity, owner and name. */
+function editableColumns(row: any): Record<string, unknown> {
+  const { id: _i, created_at: _c, owner_key: _o, reseller_id: _r, name: _n, ...set } = row;
+  return set;
+}
+
 const nameTaken = (e: unknown, name: string): never => {
   if (isUniqueViolation(e)) throw Errors.nameTaken(`a plan named ${name} exists for this owner`);
   throw e;
@@ -165,10 +182,7 @@ export const updateOrgPlan = defineProcedure({
   input: withRef({ planId: Id('opl') }, UpdateOrgPlanBody),
   minRole: 'reseller_admin',
   async run(ctx, input: any) {
-    let q = ctx.tx.selectFrom('org_plans').select('id').where('id', '=', input.planId);
-    if (ctx.dialect === 'postgres') q = q.forUpdate();
-    await q.executeTakeFirst();
-    const before = await getOwnPlan(ctx, 'org_plans', input.planId);
+    const before = await lockOwnPlan(ctx, 'org_plans', input.planId);
     const after = orgPlanColumns(input, { ...before, version: Number(before.version) + 1, updated_at: ctx.now });
     if (after.reseller_id) checkOrgPlanCeiling(after, await ceilingOf(ctx, after.reseller_id));
     // An allocation may not drop below what its organizations are already charged (charged ≤ allocated).
@@ -182,7 +196,7 @@ export const updateOrgPlan = defineProcedure({
         throw Errors.storageLimit(`organization ${sub.org_id} is charged ${sub.public_folder_bytes} bytes of public-folder storage; the plan would give it ${a.publicFolderBytes}`);
       }
     }
-    const { id: _i, created_at: _c, owner_key: _o, reseller_id: _r, name: _n, ...set } = after;
+    const set = editableColumns(after);
     await ctx.tx.updateTable('org_plans').set(set).where('id', '=', before.id).execute();
     // what mailboxes take from the organization plan: allowed protocols and the largest mailbox
     const reaches = JSON.stringify(parseFeatures(before).protocols) !== JSON.stringify(parseFeatures(after).protocols) || String(before.max_mailbox_bytes) !== String(after.max_mailbox_bytes);
@@ -261,14 +275,10 @@ export const updateMailboxPlan = defineProcedure({
   input: withRef({ planId: Id('mpl') }, UpdateMailboxPlanBody),
   minRole: 'reseller_admin',
   async run(ctx, input: any) {
-    // the plan row is the lock: two edits of one plan serialise, so versions and batches stay in order
-    let q = ctx.tx.selectFrom('mailbox_plans').select('id').where('id', '=', input.planId);
-    if (ctx.dialect === 'postgres') q = q.forUpdate();
-    await q.executeTakeFirst();
-    const before = await getOwnPlan(ctx, 'mailbox_plans', input.planId);
+    const before = await lockOwnPlan(ctx, 'mailbox_plans', input.planId);
     const after = mailboxPlanColumns(input, { ...before, version: Number(before.version) + 1, updated_at: ctx.now });
     if (after.reseller_id) checkMailboxPlanCeiling(after, await ceilingOf(ctx, after.reseller_id));
-    const { id: _i, created_at: _c, owner_key: _o, reseller_id: _r, name: _n, ...set } = after;
+    const set = editableColumns(after);
     await ctx.tx.updateTable('mailbox_plans').set(set).where('id', '=', before.id).execute();
     // Re-apply to every mailbox on the plan as one resumable batch request with per-item results; an item
     // skips a mailbox already at this version, so a batch resumed after a crash updates each mailbox once.
