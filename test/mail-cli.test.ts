@@ -6,7 +6,7 @@ import { main } from '../src/cli/main.js';
 import { fakeIo, type FakeIo } from '../src/cli/fake-io.js';
 import { DIALECTS } from '../src/store/testing.js';
 import { startTestPlatform, type TestPlatform } from './support.js';
-import { GiB, setupMailOrg, TiB } from './mail-support.js';
+import { GiB, setupMailOrg, TiB, ensureStores } from './mail-support.js';
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
 
@@ -18,7 +18,10 @@ import { GiB, setupMailOrg, TiB } from './mail-support.js';
 for (const dialect of DIALECTS) {
   describe(`hmc plan and mail commands [${dialect}]`, () => {
     let t: TestPlatform;
-    before(async () => { t = await startTestPlatform(dialect); });
+    before(async () => {
+      t = await startTestPlatform(dialect);
+      await ensureStores(t);
+    });
     after(async () => { await t?.close(); });
 
     function io(token: string, stdin = ''): FakeIo {

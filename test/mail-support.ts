@@ -43,6 +43,7 @@ export async function setupMailOrg(t: TestPlatform, name: string, o: MailOrgOpti
 
 /** Make an existing tenant (from `t.tenant`) ready for Hosted Email, as `setupMailOrg` does. */
 export async function mailEnable(t: TestPlatform, tenant: Tenant, name: string, o: MailOrgOptions = {}): Promise<MailOrg> {
+  await ensureStores(t);
   const ceiling = await t.ok('POST', '/api/v1/plans/organization', {
     name: `${name}-ceiling`, storageBytes: null, dynamicStorage: true, publicFolderBytes: 8 * 1024 ** 5,
     features: { publicFolders: true, mobility: true, unifiedMessaging: true, collaboration: true },
@@ -73,4 +74,38 @@ export async function mailEnable(t: TestPlatform, tenant: Tenant, name: string, 
     ...tenant, orgUrl, ceilingPlanId: ceiling.id, orgPlanId: orgPlan.id, mailboxPlanId: mailboxPlan.id,
     domainName: tenant.domain.name, domainId: tenant.domain.id,
   };
+}
+
+const registries = new WeakMap<TestPlatform, Promise<TestStores>>();
+
+export interface TestStores {
+  serverId: string;
+  /** Shared mailbox stores of 8 PiB each (the largest size HMC takes). */
+  mailbox: string[];
+  publicFolder: string[];
+}
+
+/**
+ * The platform's shared mailstores for tests that are not about placement: one mail server with four
+ * shared mailbox stores and two shared public-folder stores, 8 PiB each, registered once per platform by
+ * the provider admin, so any organization a test subscribes has room to be placed.
+ */
+export function ensureStores(t: TestPlatform): Promise<TestStores> {
+  let p = registries.get(t);
+  if (!p) {
+    p = (async () => {
+      const srv = await t.ok('POST', '/api/v1/mail-servers', { name: 'test-mail', lmtpEndpoint: '127.0.0.1:24', imapEndpoint: '127.0.0.1:143', mailRoot: '/var/mail/test' });
+      const mailbox: string[] = [];
+      for (let i = 1; i <= 4; i++) {
+        mailbox.push((await t.ok('POST', `/api/v1/mail-servers/${srv.id}/stores`, { name: `shared-${i}`, capacityBytes: 2 ** 53 })).id);
+      }
+      const publicFolder: string[] = [];
+      for (let i = 1; i <= 2; i++) {
+        publicFolder.push((await t.ok('POST', `/api/v1/mail-servers/${srv.id}/stores`, { name: `public-${i}`, purpose: 'public_folder', capacityBytes: 2 ** 53 })).id);
+      }
+      return { serverId: srv.id, mailbox, publicFolder };
+    })();
+    registries.set(t, p);
+  }
+  return p;
 }

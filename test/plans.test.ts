@@ -2,14 +2,17 @@ import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { DIALECTS } from '../src/store/testing.js';
 import { startTestPlatform, type TestPlatform } from './support.js';
-import { GiB, PiB, setupMailOrg, TiB } from './mail-support.js';
+import { GiB, PiB, setupMailOrg, TiB, ensureStores } from './mail-support.js';
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
 
 for (const dialect of DIALECTS) {
   describe(`plans [${dialect}]`, () => {
     let t: TestPlatform;
-    before(async () => { t = await startTestPlatform(dialect); });
+    before(async () => {
+      t = await startTestPlatform(dialect);
+      await ensureStores(t);
+    });
     after(async () => { await t?.close(); });
 
     const problem = (r: any) => ({ status: r.statusCode, code: r.json().code, type: String(r.headers['content-type']) });

@@ -2,6 +2,7 @@ import { Errors } from '../core/errors.js';
 import type { DirectoryHooks } from '../directory/hooks.js';
 import type { ProcContext } from '../engine/procedure.js';
 import type { Db } from '../store/db.js';
+import { releaseOrganization, unchargeOrganizationMailboxes } from '../resources/placement.js';
 import { dropRecipientReferences, type MailSettings } from './addresses.js';
 
 let quarantineMs = 30 * 86_400_000;
@@ -14,7 +15,7 @@ let quarantineMs = 30 * 86_400_000;
  * - deleting an organization deletes its mailboxes at once and quarantines its addresses (deleteOrganizationMail);
  * - purging a user or an organization first removes the mail rows that refer to it.
  */
-export const MAIL_TENANT_TABLES = ['accepted_domains', 'mailboxes', 'contacts', 'mail_groups', 'public_folders', 'addresses', 'org_subscriptions', 'org_available_plans'];
+export const MAIL_TENANT_TABLES = ['accepted_domains', 'mailboxes', 'contacts', 'mail_groups', 'public_folders', 'addresses', 'org_subscriptions', 'org_available_plans', 'store_allocations'];
 
 /** Delete a mailbox row and every mail row that refers to it (its retention is over or its owner is gone). */
 export async function deleteMailboxRows(tx: Db, mailboxId: string): Promise<void> {
@@ -50,6 +51,7 @@ async function deleteOrganizationMail(ctx: ProcContext, orgId: string, force: bo
   await ctx.tx.updateTable('mailboxes').set({ state: 'deleted', deleted_at: ctx.now, purge_after: ctx.now, charged_bytes: 0, updated_at: ctx.now })
     .where('org_id', '=', orgId).where('state', '=', 'active').execute();
   await ctx.tx.updateTable('org_subscriptions').set({ mailbox_count: 0, mailbox_bytes: 0, updated_at: ctx.now }).where('org_id', '=', orgId).execute();
+  await unchargeOrganizationMailboxes(ctx.tx, orgId, ctx.now);
   for (const b of boxes) ctx.event({ resellerId: b.reseller_id, orgId, objectType: 'mailbox', objectId: b.id, event: 'deleted', data: { organizationDeleted: true } });
 }
 
@@ -62,7 +64,7 @@ async function purgeUserMailRows(tx: Db, userId: string): Promise<void> {
 }
 
 /** The organization's rows of the mail area (its addresses were quarantined when the delete committed). */
-async function purgeOrganizationMailRows(tx: Db, orgId: string): Promise<void> {
+async function purgeOrganizationMailRows(tx: Db, orgId: string, now: number): Promise<void> {
   for (const t of ['auto_replies', 'send_grants', 'public_folder_permissions', 'group_senders', 'group_managers', 'mail_group_members', 'mail_groups', 'addresses', 'contacts', 'mailboxes']) {
     await tx.deleteFrom(t).where('org_id', '=', orgId).execute();
   }
@@ -76,6 +78,8 @@ async function purgeOrganizationMailRows(tx: Db, orgId: string): Promise<void> {
   await tx.deleteFrom('accepted_domains').where('org_id', '=', orgId).where('alias_of', 'is not', null).execute();
   await tx.deleteFrom('accepted_domains').where('org_id', '=', orgId).execute();
   await tx.deleteFrom('org_available_plans').where('org_id', '=', orgId).execute();
+  // the organization's allocation goes back to the stores (dedicated ones become free) with its subscription
+  await releaseOrganization(tx, orgId, now);
   await tx.deleteFrom('org_subscriptions').where('org_id', '=', orgId).execute();
 }
 

@@ -2,6 +2,7 @@ import { Errors } from '../core/errors.js';
 import { normalizeAddress } from '../core/names.js';
 import type { ProcContext } from '../engine/procedure.js';
 import type { Db } from '../store/db.js';
+import { placeRecipient, type Placement } from '../resources/placement.js';
 import { charge, effectiveMailboxSettings, mailboxCharge, parseFeatures, PROTOCOLS, type MailboxOverrides, type Protocol, type Subscription } from '../plans/limits.js';
 
 /**
@@ -10,9 +11,9 @@ import { charge, effectiveMailboxSettings, mailboxCharge, parseFeatures, PROTOCO
  *   - quotas = plan values with the mailbox's overrides on top, in Exchange order (QUOTA_ORDER);
  *   - prohibitSendReceiveQuota ≤ the organization plan's maxMailboxBytes, when it has one (PLAN_LIMIT);
  *   - protocols = the mailbox's protocols ∩ those the organization plan allows;
- *   - the organization is charged prohibitSendReceiveQuota while the mailbox is active (0 once deleted):
- *     `charge` moves its counters by the difference from what was charged before (STORAGE_LIMIT, or the
- *     allocation grows when dynamic).
+ *   - the organization is charged prohibitSendReceiveQuota while the mailbox is active (0 once deleted),
+ *     on the mailstore the Resource Manager places it on (resources/placement.ts), and `charge` moves its
+ *     counters by the difference from what was charged before.
  */
 
 /** Columns of `mailboxes` the settings decide. */
@@ -29,20 +30,25 @@ export interface SettingsColumns {
   protocols: string;
   external_forwarding: number;
   charged_bytes: number;
+  /** The mailstore it is on (where its data is; kept while deleted). */
+  store_id: string | null;
 }
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
 /**
- * Compute the settings of a mailbox on `plan` with `overrides`, check them against the organization plan
- * and charge the organization: `chargedBefore` is what it holds for the mailbox now, `countDelta` +1 for a
- * mailbox that starts counting (create, restore). Throws before changing anything when a check fails.
+ * Compute the settings of a mailbox on `plan` with `overrides`, check them against the organization plan,
+ * place it and charge the organization. `was` is where and how it is charged now (a new mailbox: nowhere,
+ * not counted); `active` false means it stops being charged (it keeps its store). The count is checked first
+ * (PLAN_LIMIT), then the Resource Manager places the charge on a store in the allocation (staying where it
+ * is when it fits, growing a dynamic allocation; STORAGE_LIMIT), then the organization's counters move by
+ * the difference. Throws before anything is written when a check fails (the transaction rolls back).
  */
 export async function settleMailboxSettings(
-  ctx: Pick<ProcContext, 'tx' | 'now'>,
+  ctx: Pick<ProcContext, 'tx' | 'now' | 'dialect'>,
   s: Subscription,
   plan: any,
   overrides: MailboxOverrides,
-  opts: { chargedBefore: number; countDelta: 0 | 1; active: boolean },
+  opts: { was: Placement; active: boolean; storeId?: string },
 ): Promise<SettingsColumns> {
   const eff = effectiveMailboxSettings(plan, overrides);
   const max = s.plan.max_mailbox_bytes;
@@ -52,7 +58,10 @@ export async function settleMailboxSettings(
   const allowed: readonly Protocol[] = parseFeatures(s.plan).protocols ?? PROTOCOLS;
   const protocols = eff.protocols.filter((p) => allowed.includes(p));
   const charged = opts.active ? mailboxCharge(eff) : 0;
-  await charge(ctx, s, { mailboxes: opts.countDelta, mailboxBytes: charged - opts.chargedBefore });
+  const countDelta = opts.active === opts.was.counted ? 0 : opts.active ? 1 : -1;
+  if (countDelta !== 0) await charge(ctx, s, { mailboxes: countDelta });
+  const storeId = opts.active || opts.was.counted ? await placeRecipient(ctx, s, 'mailbox', opts.was, opts.active ? charged : null, opts.storeId) : opts.was.storeId;
+  await charge(ctx, s, { mailboxBytes: charged - opts.was.charged });
   return {
     mailbox_plan_id: plan.id,
     plan_version: Number(plan.version),
@@ -66,8 +75,12 @@ export async function settleMailboxSettings(
     protocols: JSON.stringify(protocols),
     external_forwarding: eff.externalForwarding ? 1 : 0,
     charged_bytes: charged,
+    store_id: storeId,
   };
 }
+
+/** Where a mailbox row is charged now (for settleMailboxSettings' `was`). */
+export const placementOf = (row: any): Placement => ({ storeId: row.store_id ?? null, charged: Number(row.charged_bytes), counted: row.state === 'active' });
 
 /** True when `address` is on none of the platform's accepted domains: forwarding there leaves the platform. */
 export async function isExternal(tx: Db, address: string): Promise<boolean> {

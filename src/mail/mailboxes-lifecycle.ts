@@ -5,8 +5,9 @@ import { liveOrg } from '../directory/procedures.js';
 import { defineProcedure } from '../engine/procedure.js';
 import { withSavepoint } from '../engine/tx-runner.js';
 import { charge, lockSubscription } from '../plans/limits.js';
+import { placeRecipient } from '../resources/placement.js';
 import { claimAddress, releaseAddresses, type MailSettings } from './addresses.js';
-import { settleMailboxSettings } from './mailbox-settings.js';
+import { placementOf, settleMailboxSettings } from './mailbox-settings.js';
 import { deleteMailboxRows } from './directory-hooks.js';
 import { MAILBOX_PROCS, mailboxEvent, MailboxRef, mailboxTarget } from './mailboxes-model.js';
 import { lockMailbox, viewOf } from './mailboxes-repo.js';
@@ -58,6 +59,8 @@ export function mailboxLifecycleProcedures(settings: MailSettings) {
       const s = await lockSubscription(ctx, org.id);
       const was = await viewOf(ctx.tx, before);
       const released = await releaseAddresses(ctx, before.id, settings.addressQuarantineMs);
+      // it leaves its store's counts and charges but stays there (its data does) until the purge
+      await placeRecipient(ctx, s, 'mailbox', placementOf(before), null);
       await charge(ctx, s, { mailboxes: -1, mailboxBytes: -Number(before.charged_bytes) });
       const purgeAfter = ctx.now + settings.mailboxRetentionMs;
       const set = { state: 'deleted', deleted_at: ctx.now, purge_after: purgeAfter, charged_bytes: 0, updated_at: ctx.now };
@@ -93,7 +96,7 @@ export function mailboxLifecycleProcedures(settings: MailSettings) {
       }
       const s = await lockSubscription(ctx, org.id);
       const plan = await ctx.tx.selectFrom('mailbox_plans').selectAll().where('id', '=', before.mailbox_plan_id).executeTakeFirstOrThrow();
-      const cols = await settleMailboxSettings(ctx, s, plan, JSON.parse(before.overrides), { chargedBefore: 0, countDelta: 1, active: true });
+      const cols = await settleMailboxSettings(ctx, s, plan, JSON.parse(before.overrides), { was: placementOf(before), active: true });
       const claim = (address: string, isPrimary: boolean) =>
         claimAddress(ctx, { orgId: org.id, resellerId: org.reseller_id, address, recipientId: before.id, recipientKind: 'mailbox', isPrimary });
       await claim(before.primary_address, true);

@@ -8,7 +8,7 @@ import { Id } from '../engine/http.js';
 import { lockSubscription, type MailboxOverrides } from '../plans/limits.js';
 import { requireMailboxPlan } from '../plans/repo.js';
 import { addressesOf, claimAddress, type MailSettings } from './addresses.js';
-import { checkKeptForwarding, forwardingColumns, settleMailboxSettings } from './mailbox-settings.js';
+import { checkKeptForwarding, forwardingColumns, placementOf, settleMailboxSettings } from './mailbox-settings.js';
 import { mailboxAddressProcedures } from './mailboxes-addresses.js';
 import { mailboxLifecycleProcedures } from './mailboxes-lifecycle.js';
 import { ChangePlanBody, CreateMailboxBody, MAILBOX_PROCS, mailboxEvent, MailboxRef, mailboxTarget, UpdateMailboxBody } from './mailboxes-model.js';
@@ -44,7 +44,7 @@ export const createMailbox = defineProcedure({
     const s = await lockSubscription(ctx, org.id);
     const plan = await requireMailboxPlan(ctx, org.id, input.planId);
     const overrides: MailboxOverrides = input.overrides ?? {};
-    const settings = await settleMailboxSettings(ctx, s, plan, overrides, { chargedBefore: 0, countDelta: 1, active: true });
+    const settings = await settleMailboxSettings(ctx, s, plan, overrides, { was: { storeId: null, charged: 0, counted: false }, active: true });
     const id = newId('mailbox');
     const claim = (address: string, isPrimary: boolean) =>
       claimAddress(ctx, { orgId: org.id, resellerId: org.reseller_id, address, recipientId: id, recipientKind: 'mailbox', isPrimary });
@@ -84,7 +84,7 @@ export const updateMailbox = defineProcedure({
       const s = await lockSubscription(ctx, org.id);
       const plan = await ctx.tx.selectFrom('mailbox_plans').selectAll().where('id', '=', before.mailbox_plan_id).executeTakeFirstOrThrow();
       // the mailbox keeps its plan version: only its own values change here
-      const settings = await settleMailboxSettings(ctx, s, plan, input.overrides ?? {}, { chargedBefore: Number(before.charged_bytes), countDelta: 0, active: true });
+      const settings = await settleMailboxSettings(ctx, s, plan, input.overrides ?? {}, { was: placementOf(before), active: true });
       Object.assign(set, settings, { plan_version: Number(before.plan_version) });
     }
     if (input.forwarding !== undefined) {
@@ -115,7 +115,7 @@ export const changeMailboxPlan = defineProcedure({
     const before = await lockMailbox(ctx, org.id, input.mailboxId);
     const s = await lockSubscription(ctx, org.id);
     const plan = await requireMailboxPlan(ctx, org.id, input.planId);
-    const settings = await settleMailboxSettings(ctx, s, plan, JSON.parse(before.overrides), { chargedBefore: Number(before.charged_bytes), countDelta: 0, active: true });
+    const settings = await settleMailboxSettings(ctx, s, plan, JSON.parse(before.overrides), { was: placementOf(before), active: true });
     await checkKeptForwarding(ctx.tx, before, settings.external_forwarding === 1);
     const set = { ...settings, updated_at: ctx.now };
     await ctx.tx.updateTable('mailboxes').set(set).where('id', '=', before.id).execute();

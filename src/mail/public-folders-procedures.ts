@@ -5,6 +5,7 @@ import { normalizeAddress } from '../core/names.js';
 import { conflictOn, liveOrg } from '../directory/procedures.js';
 import { Id } from '../engine/http.js';
 import { defineProcedure, type ProcContext } from '../engine/procedure.js';
+import { placeRecipient } from '../resources/placement.js';
 import { charge, checkFolderQuotaOrder, folderCharge, lockSubscription, requireFeature } from '../plans/limits.js';
 import { claimAddress, releaseAddresses, type MailSettings } from './addresses.js';
 import { activeOrgUser, mailGroupIn } from './groups-model.js';
@@ -65,12 +66,14 @@ export function publicFolderProcedures(settings: MailSettings) {
       checkFolderQuotaOrder(quotas);
       const path = checkPath(`${parent ? parent.path : ''}/${input.name}`);
       const charged = folderCharge(quotas);
-      await charge(ctx, sub, { publicFolders: 1, publicFolderBytes: charged });
+      await charge(ctx, sub, { publicFolders: 1 });
+      const storeId = await placeRecipient(ctx, sub, 'public_folder', { storeId: null, charged: 0, counted: false }, charged);
+      await charge(ctx, sub, { publicFolderBytes: charged });
       const row = {
         id: newId('publicFolder'), org_id: org.id, reseller_id: org.reseller_id, parent_id: parent?.id ?? null,
         name: input.name, path, issue_warning_quota: quotas.issueWarningQuota, prohibit_post_quota: quotas.prohibitPostQuota,
         max_item_size: input.maxItemSize ?? quotas.prohibitPostQuota, charged_bytes: charged, mail_enabled: 0, primary_address: null,
-        hidden: input.hiddenFromAddressBook ? 1 : 0, created_at: ctx.now, updated_at: ctx.now,
+        hidden: input.hiddenFromAddressBook ? 1 : 0, store_id: storeId, created_at: ctx.now, updated_at: ctx.now,
       };
       await ctx.tx.insertInto('public_folders').values(row).execute().catch((e) => conflictOn(e, { path: nameTaken(path), public_folders: nameTaken(path) }));
       ctx.target(folderTarget(org, row.id));
@@ -94,10 +97,13 @@ export function publicFolderProcedures(settings: MailSettings) {
       checkFolderQuotaOrder(quotas);
       const charged = folderCharge(quotas);
       const delta = charged - Number(before.charged_bytes); // both ≤ 2^53: the difference is exact
-      if (delta !== 0) await charge(ctx, sub, { publicFolderBytes: delta });
       const set: Record<string, unknown> = {
         issue_warning_quota: quotas.issueWarningQuota, prohibit_post_quota: quotas.prohibitPostQuota, charged_bytes: charged, updated_at: ctx.now,
       };
+      if (delta !== 0) {
+        set.store_id = await placeRecipient(ctx, sub, 'public_folder', { storeId: before.store_id ?? null, charged: Number(before.charged_bytes), counted: true }, charged);
+        await charge(ctx, sub, { publicFolderBytes: delta });
+      }
       if (input.maxItemSize !== undefined) set.max_item_size = input.maxItemSize;
       if (input.hiddenFromAddressBook !== undefined) set.hidden = input.hiddenFromAddressBook ? 1 : 0;
       if (input.name !== undefined && input.name !== before.name) {
@@ -139,6 +145,7 @@ export function publicFolderProcedures(settings: MailSettings) {
         await ctx.tx.deleteFrom('public_folders').where('id', 'in', chunk).execute();
       }
       const bytes = rows.reduce((s, r) => s + BigInt(r.charged_bytes), 0n);
+      for (const r of rows) await placeRecipient(ctx, sub, 'public_folder', { storeId: r.store_id ?? null, charged: Number(r.charged_bytes), counted: true }, null);
       await charge(ctx, sub, { publicFolders: -rows.length, publicFolderBytes: -Number(bytes) });
       ctx.target(folderTarget(org, folder.id));
       ctx.diff({ folders: rows.map(toPublicFolder) }, null);

@@ -147,9 +147,9 @@ const COUNTS: [keyof ChargeDelta, string, string, string][] = [
 
 /**
  * Apply `delta` to the organization's counters after checking it: a count that grows must stay within
- * the plan's maximum (PLAN_LIMIT); mailbox bytes within the allocation (STORAGE_LIMIT), unless the plan is
- * dynamic, in which case the allocation grows by exactly the shortfall; public-folder bytes within the
- * plan's pool (STORAGE_LIMIT). Decreases are never refused. Mutates `s.sub` so a caller may charge twice.
+ * the plan's maximum (PLAN_LIMIT); mailbox bytes within the allocation (STORAGE_LIMIT; a dynamic allocation
+ * grows before this, when resources/placement.ts places the charge on a store); public-folder bytes within
+ * the plan's pool (STORAGE_LIMIT). Decreases are never refused. Mutates `s.sub` so a caller may charge twice.
  */
 export async function charge(ctx: Pick<ProcContext, 'tx' | 'now'>, s: Subscription, delta: ChargeDelta): Promise<void> {
   const set: Record<string, number> = {};
@@ -167,12 +167,10 @@ export async function charge(ctx: Pick<ProcContext, 'tx' | 'now'>, s: Subscripti
   const mb = delta.mailboxBytes ?? 0;
   if (mb !== 0) {
     const next = BigInt(s.sub.mailbox_bytes) + BigInt(mb);
+    // a dynamic allocation has already grown by now (the Resource Manager grows it on a store when it
+    // places the mailbox), so this is the same check for both kinds
     if (mb > 0 && next > BigInt(alloc.mailboxBytes)) {
-      if (!alloc.dynamic) {
-        throw Errors.storageLimit(`the organization's mailbox storage is ${alloc.mailboxBytes} bytes, ${s.sub.mailbox_bytes} charged; ${mb} more does not fit`);
-      }
-      if (next > BigInt(MAX_BYTES)) throw Errors.storageLimit(`an organization holds at most ${MAX_BYTES} bytes`);
-      set.grown_bytes = Number(BigInt(s.sub.grown_bytes) + (next - BigInt(alloc.mailboxBytes)));
+      throw Errors.storageLimit(`the organization's mailbox storage is ${alloc.mailboxBytes} bytes, ${s.sub.mailbox_bytes} charged; ${mb} more does not fit`);
     }
     set.mailbox_bytes = Number(next < 0n ? 0n : next);
   }

@@ -8,6 +8,7 @@ import { Id } from '../engine/http.js';
 import { isUniqueViolation } from '../store/db.js';
 import { getReseller } from '../directory/repo.js';
 import { liveOrg } from '../directory/procedures.js';
+import { syncAllocation } from '../resources/placement.js';
 import { allocationOf, checkMailboxQuotaOrder, lockSubscription, MAX_BYTES, parseFeatures, type OrgFeatures } from './limits.js';
 import {
   CreateMailboxPlanBody, CreateOrgPlanBody, DEFAULT_FEATURES, DEFAULT_PROTOCOLS, ResellerPlanBody, SubscribeBody, toMailboxPlan, toOrgPlan,
@@ -198,6 +199,12 @@ export const updateOrgPlan = defineProcedure({
     }
     const set = editableColumns(after);
     await ctx.tx.updateTable('org_plans').set(set).where('id', '=', before.id).execute();
+    // each organization's placed allocation follows the plan's new size (grown or shrunk on its stores)
+    for (const sub of subs) {
+      const s = await lockSubscription(ctx, sub.org_id);
+      await syncAllocation(ctx, s, 'mailbox');
+      await syncAllocation(ctx, s, 'public_folder');
+    }
     // what mailboxes take from the organization plan: allowed protocols and the largest mailbox
     const reaches = JSON.stringify(parseFeatures(before).protocols) !== JSON.stringify(parseFeatures(after).protocols) || String(before.max_mailbox_bytes) !== String(after.max_mailbox_bytes);
     const resettle = reaches ? await resettleMailboxes(ctx, subs.map((x) => x.org_id), planTarget(before, 'organization_plan')) : [];
@@ -376,6 +383,9 @@ export const subscribe = defineProcedure({
       if (s.plan[max] !== null && Number(s.sub[col]) > Number(s.plan[max])) throw Errors.planLimit(`the organization has ${s.sub[col]} ${what}; the plan allows ${s.plan[max]}`);
     }
     if (Number(a.mailboxBytes) > MAX_BYTES) throw Errors.storageLimit(`an organization holds at most ${MAX_BYTES} bytes`);
+    // the allocation is placed on mailstores now, so what the plan grants is room that exists
+    await syncAllocation(ctx, s, 'mailbox');
+    await syncAllocation(ctx, s, 'public_folder');
     const resettle = before && before.sub.org_plan_id !== plan.id ? await resettleMailboxes(ctx, [org.id], { type: 'organization', id: org.id, resellerId: org.reseller_id, orgId: org.id }) : [];
     const view = { ...toSubscription(s), resettleRequestIds: resettle };
     ctx.target({ type: 'organization', id: org.id, resellerId: org.reseller_id, orgId: org.id });

@@ -393,3 +393,59 @@ export function placeMailbox(
   if (best === undefined) fail(PLACEMENT_CODES.storageLimit, `no store in the organization's allocation has ${need} bytes uncharged and room for a mailbox`);
   return best.p.storeId;
 }
+
+export interface Growth {
+  /** The store whose piece grows (or which gets a new piece). */
+  storeId: string;
+  /** Bytes added to the organization's allocation there: the shortfall, never more. */
+  bytes: number;
+  /** True when the organization takes a free dedicated store with it. */
+  claim: boolean;
+}
+
+/**
+ * A dynamic organization's allocation grows on demand (HMC's autoAllocate): when no piece has room for a
+ * recipient charged `req.bytes`, choose the ONE store whose piece grows by the least, since a mailbox lives
+ * on one store. Candidates: the organization's own pieces on eligible stores (growth = charge − uncharged
+ * bytes of the piece), then eligible stores it has no piece on (growth = the whole charge), where eligible
+ * means what allocateOrganization accepts (active, the plan's sharing, room for a mailbox, a dedicated store
+ * owned by the organization or free) and the store's free bytes cover the growth. Least growth wins; on a
+ * tie, a store where the organization already is, then the algorithm's order (tightPack: least free;
+ * level: lowest fill ratio after; minStoreCount: most free), then the store id. STORAGE_LIMIT when no single
+ * store can take it or the organization would pass 2^53 bytes.
+ */
+export function growForRecipient(
+  stores: readonly StoreState[],
+  pieces: readonly OrgPiece[],
+  req: { orgId: string; bytes: number; sharing: StoreSharing; algorithm: AllocationAlgorithm },
+): Growth {
+  const need = requested(req.bytes, 'the charge');
+  let held = 0n;
+  for (const p of pieces) held += big(p.bytes, `piece on ${p.storeId}`);
+  const own = new Map(pieces.map((p) => [p.storeId, p]));
+  const o = ORDERS[req.algorithm];
+  if (o === undefined) fail(PLACEMENT_CODES.invalidRequest, `unknown algorithm ${String(req.algorithm)}`);
+  let best: { c: Cand; grow: bigint; mine: boolean; claim: boolean } | undefined;
+  for (const s of stores) {
+    if (s.state !== 'active' || s.sharing !== req.sharing || !hasMailboxRoom(s)) continue;
+    const p = own.get(s.id);
+    const dedicated = req.sharing === 'dedicated';
+    if (dedicated && s.ownerOrgId !== req.orgId && (s.ownerOrgId !== null || s.allocatedBytes !== 0)) continue;
+    const spare = p ? big(p.bytes, 'piece bytes') - big(p.chargedBytes, 'charged bytes') : 0n;
+    const grow = need - (spare > 0n ? spare : 0n);
+    const c: Cand = { id: s.id, free: freeOf(s), alloc: big(s.allocatedBytes, 'allocated'), cap: big(s.capacityBytes, 'capacity') };
+    if (grow <= 0n || c.free < grow) continue;
+    const cand = { c, grow, mine: p !== undefined, claim: dedicated && s.ownerOrgId === null };
+    if (
+      best === undefined ||
+      (cmpBig(cand.grow, best.grow) || Number(best.mine) - Number(cand.mine) || o.fit(cand.c, best.c, cand.grow)) < 0
+    ) {
+      best = cand;
+    }
+  }
+  if (best === undefined) fail(PLACEMENT_CODES.storageLimit, `no single store has room to grow organization ${req.orgId}'s allocation for a ${need}-byte charge`);
+  if (held + best.grow > BigInt(ORG_MAX_BYTES)) {
+    fail(PLACEMENT_CODES.storageLimit, `an organization holds at most ${ORG_MAX_BYTES} bytes; it holds ${held}, ${best.grow} more does not fit`);
+  }
+  return { storeId: best.c.id, bytes: Number(best.grow), claim: best.claim };
+}

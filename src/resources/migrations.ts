@@ -61,4 +61,18 @@ export const resourcesMigrations: Migration[] = [
       `);
     },
   },
+  {
+    id: '0008_placement',
+    async up(db, dialect) {
+      // Where each mailbox and public folder lives. Kept while a deleted mailbox waits for its purge (its data
+      // is still there), so a store cannot be deleted under it; NULL only for rows made before this migration,
+      // which `hmc check` reports as unplaced and `--repair` places.
+      await runDdl(db, dialect, `
+        ALTER TABLE mailboxes ADD COLUMN store_id TEXT REFERENCES mailstores (id);
+        ALTER TABLE public_folders ADD COLUMN store_id TEXT REFERENCES mailstores (id);
+        CREATE INDEX mailboxes_store ON mailboxes (store_id, id);
+        CREATE INDEX public_folders_store ON public_folders (store_id, id)
+      `);
+    },
+  },
 ];
