@@ -12,6 +12,10 @@ export interface MailOrgOptions {
   maxMailboxBytes?: number | null;
   publicFolderBytes?: number;
   features?: Record<string, unknown>;
+  /** More fields of the organization plan (mailstoreKind, placement, …). */
+  orgPlan?: Record<string, unknown>;
+  /** false: do not register the shared test stores (the test registers its own layout). */
+  defaultStores?: boolean;
   /** Fields of the organization's mailbox plan (default: 1 GiB mailboxes). */
   mailboxPlan?: Record<string, unknown>;
 }
@@ -43,7 +47,7 @@ export async function setupMailOrg(t: TestPlatform, name: string, o: MailOrgOpti
 
 /** Make an existing tenant (from `t.tenant`) ready for Hosted Email, as `setupMailOrg` does. */
 export async function mailEnable(t: TestPlatform, tenant: Tenant, name: string, o: MailOrgOptions = {}): Promise<MailOrg> {
-  await ensureStores(t);
+  if (o.defaultStores !== false) await ensureStores(t);
   const ceiling = await t.ok('POST', '/api/v1/plans/organization', {
     name: `${name}-ceiling`, storageBytes: null, dynamicStorage: true, publicFolderBytes: 8 * 1024 ** 5,
     features: { publicFolders: true, mobility: true, unifiedMessaging: true, collaboration: true },
@@ -61,6 +65,7 @@ export async function mailEnable(t: TestPlatform, tenant: Tenant, name: string, 
     maxMailboxBytes: o.maxMailboxBytes === undefined ? null : o.maxMailboxBytes,
     publicFolderBytes: o.publicFolderBytes ?? 10 * GiB,
     features: { publicFolders: true, ...(o.features ?? {}) },
+    ...(o.orgPlan ?? {}),
   };
   const orgPlan = await t.ok('POST', '/api/v1/plans/organization', orgPlanBody, tenant.resellerAdmin);
   const mailboxPlan = await t.ok('POST', '/api/v1/plans/mailbox', {

@@ -1,6 +1,7 @@
 import { Type } from '@sinclair/typebox';
 import { Errors } from '../core/errors.js';
 import type { ProcContext } from '../engine/procedure.js';
+import type { Db } from '../store/db.js';
 
 /**
  * Quota math, one formula everywhere (DESIGN §3). Every figure the API shows about an organization's
@@ -124,6 +125,13 @@ export async function lockSubscription(ctx: Pick<ProcContext, 'tx' | 'dialect'>,
   if (!sub) throw Errors.notSubscribed('the organization has no organization plan yet; subscribe it to one first');
   const plan = await ctx.tx.selectFrom('org_plans').selectAll().where('id', '=', sub.org_plan_id).executeTakeFirstOrThrow();
   return { sub, plan };
+}
+
+/** The organization's subscription with its plan, read without a lock (for views); undefined when it has none. */
+export async function readSubscription(db: Db, orgId: string): Promise<Subscription | undefined> {
+  const sub = await db.selectFrom('org_subscriptions').selectAll().where('org_id', '=', orgId).executeTakeFirst();
+  if (!sub) return undefined;
+  return { sub, plan: await db.selectFrom('org_plans').selectAll().where('id', '=', sub.org_plan_id).executeTakeFirstOrThrow() };
 }
 
 /** Changes to an organization's counters; positive deltas are checked against the plan. */

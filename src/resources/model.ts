@@ -4,7 +4,7 @@ import { Errors } from '../core/errors.js';
 import { SLUG_PATTERN } from '../core/names.js';
 import { iso } from '../core/time.js';
 import { Id } from '../engine/http.js';
-import { Bytes, Count } from '../plans/limits.js';
+import { allocationOf, Bytes, Count, type Subscription } from '../plans/limits.js';
 
 /**
  * Resource Manager types: mail servers and mailstores (input schemas shared by procedures and routes, API
@@ -94,7 +94,9 @@ export const ServerView = Type.Object({
 });
 export const StoreView = Type.Object({
   id: Type.String(), serverId: Type.String(), name: Type.String(), purpose: Type.String(), sharing: Type.String(), state: Type.String(),
-  capacityBytes: Type.Integer(), allocatedBytes: Type.Integer(), freeBytes: Type.Integer({ description: 'capacityBytes - allocatedBytes' }),
+  capacityBytes: Type.Integer(), allocatedBytes: Type.Integer({ description: 'sum of the organizations\' allocations on the store' }),
+  chargedBytes: Type.Integer({ description: 'sum of what the mailboxes (or public folders) placed on the store are charged (their prohibitSendReceiveQuota / prohibitPostQuota)' }),
+  freeBytes: Type.Integer({ description: 'capacityBytes - allocatedBytes' }),
   maxMailboxes: Nullable(Type.Integer()), mailboxCount: Type.Integer(),
   ownerOrgId: Nullable(Type.String({ description: 'the organization holding a dedicated store; set by allocation, null when free' })),
   createdAt: Timestamp, updatedAt: Timestamp,
@@ -109,7 +111,7 @@ export const toServer = (r: any): ServerView => ({
 });
 export const toStore = (r: any): StoreView => ({
   id: r.id, serverId: r.server_id, name: r.name, purpose: r.purpose, sharing: r.sharing, state: r.state,
-  capacityBytes: Number(r.capacity_bytes), allocatedBytes: Number(r.allocated_bytes),
+  capacityBytes: Number(r.capacity_bytes), allocatedBytes: Number(r.allocated_bytes), chargedBytes: Number(r.charged_bytes ?? 0),
   // both ≤ 2^53 and allocated ≤ capacity, so the difference is exact in a double
   freeBytes: Number(r.capacity_bytes) - Number(r.allocated_bytes),
   maxMailboxes: r.max_mailboxes === null || r.max_mailboxes === undefined ? null : Number(r.max_mailboxes), mailboxCount: Number(r.mailbox_count),
@@ -159,3 +161,40 @@ export function checkMailRoot(path: string): string {
   }
   return path;
 }
+
+// ---- an organization's resources ----
+export const AllocateBody = Type.Object({
+  mailboxBytes: Bytes('the organization\'s new mailbox allocation in bytes (a total, not a delta)'),
+  sources: Type.Optional(Type.Array(Type.Object({ storeId: Id('mst'), bytes: Bytes('bytes this store gains (growing) or gives up (shrinking)') }, strict), {
+    minItems: 1, maxItems: 1000, description: 'explicit stores for the change; required to shrink an organization that spans several stores',
+  })),
+}, strict);
+
+const Piece = Type.Object({
+  storeId: Type.String(), serverId: Type.String(), storeName: Type.String(), purpose: Type.String(), sharing: Type.String(), state: Type.String(),
+  bytes: Type.Integer({ description: 'the organization\'s allocation on this store' }), chargedBytes: Type.Integer(), mailboxCount: Type.Integer(),
+});
+export const ResourcesView = Type.Object({
+  orgId: Type.String(),
+  mailboxBytes: Type.Integer({ description: 'the organization\'s mailbox allocation: the sum of its pieces on mailbox stores' }),
+  publicFolderBytes: Type.Integer({ description: 'its public-folder allocation: the sum of its pieces on public-folder stores' }),
+  dynamic: Type.Boolean(),
+  stores: Type.Array(Piece),
+});
+export type ResourcesView = Static<typeof ResourcesView>;
+
+export const toResources = (s: Subscription, pieces: any[]): ResourcesView => ({
+  orgId: s.sub.org_id, mailboxBytes: allocationOf(s).mailboxBytes, publicFolderBytes: allocationOf(s).publicFolderBytes, dynamic: allocationOf(s).dynamic,
+  stores: pieces.map((p) => ({
+    storeId: p.store_id, serverId: p.server_id, storeName: p.name, purpose: p.purpose, sharing: p.sharing, state: p.state,
+    bytes: Number(p.bytes), chargedBytes: Number(p.charged_bytes), mailboxCount: Number(p.mailbox_count),
+  })),
+});
+
+export const ConsumerView = Type.Object({ orgId: Type.String(), resellerId: Type.String(), bytes: Type.Integer(), chargedBytes: Type.Integer(), mailboxCount: Type.Integer() });
+export const toConsumer = (r: any) => ({ orgId: r.org_id, resellerId: r.reseller_id, bytes: Number(r.bytes), chargedBytes: Number(r.charged_bytes), mailboxCount: Number(r.mailbox_count) });
+export const RecipientView = Type.Object({
+  id: Type.String(), orgId: Type.String(), name: Type.String({ description: 'primary address of a mailbox, path of a public folder' }),
+  chargedBytes: Type.Integer(), state: Type.String(),
+});
+export const toRecipient = (r: any) => ({ id: r.id, orgId: r.org_id, name: r.name, chargedBytes: Number(r.charged_bytes), state: r.state });

@@ -4,7 +4,13 @@ import { newId } from '../core/ids.js';
 import { defineProcedure, type ProcContext } from '../engine/procedure.js';
 import { Id } from '../engine/http.js';
 import { isForeignKeyViolation } from '../store/db.js';
-import { conflictOn } from '../directory/procedures.js';
+import { SYSTEM } from '../core/tenancy.js';
+import { storesQuery } from './repo.js';
+import { conflictOn, liveOrg } from '../directory/procedures.js';
+import { lockSubscription } from '../plans/limits.js';
+import { syncAllocation } from './placement.js';
+import { AllocateBody, toResources } from './model.js';
+import { orgResources } from './repo.js';
 import {
   checkMailRoot, CreateServerBody, CreateStoreBody, parseHostPort, parseLmtpEndpoint, toServer, toStore, UpdateServerBody, UpdateStoreBody,
 } from './model.js';
@@ -17,6 +23,7 @@ export const RP = {
   createStore: 'resources.create_mailstore',
   updateStore: 'resources.update_mailstore',
   deleteStore: 'resources.delete_mailstore',
+  allocateOrganization: 'resources.allocate_organization',
 } as const;
 
 const strict = { additionalProperties: false } as const;
@@ -31,7 +38,7 @@ const storeTarget = (id: string) => ({ type: 'mailstore', id, resellerId: null, 
  * between the check and the write.
  */
 async function locked(ctx: ProcContext, table: 'mail_servers' | 'mailstores', id: string, serverId?: string): Promise<any> {
-  let q = ctx.tx.selectFrom(table).selectAll().where('id', '=', id);
+  let q = table === 'mailstores' ? storesQuery(ctx.tx, SYSTEM).where('id', '=', id) : ctx.tx.selectFrom(table).selectAll().where('id', '=', id);
   if (serverId !== undefined) q = q.where('server_id', '=', serverId);
   if (ctx.dialect === 'postgres') q = q.forUpdate();
   const r = await q.executeTakeFirst();
@@ -189,4 +196,36 @@ export const deleteStore = defineProcedure({
   },
 });
 
-export const resourceProcedures = [createServer, updateServer, deleteServer, createStore, updateStore, deleteStore];
+// ---------------- organization allocation ----------------
+
+/**
+ * The provider sizes an organization's mailbox allocation (HMC's AllocateOrganization /
+ * ReallocateOrganizationMailNoMove): `mailboxBytes` is the new total, held from now on as the subscription's
+ * storage override (what dynamic growth added is folded into it). Growing uses the plan's algorithm unless
+ * `sources` say which stores take how many bytes; shrinking an organization that spans several stores needs
+ * `sources` (shrink_needs_sources). It may not drop below what the organization is charged (STORAGE_LIMIT).
+ */
+export const allocateOrganization = defineProcedure({
+  id: RP.allocateOrganization,
+  input: Type.Object({ orgId: Id('org'), ...AllocateBody.properties }, strict),
+  minRole: 'provider_admin',
+  async run(ctx, input) {
+    const org = await liveOrg(ctx, input.orgId);
+    const s = await lockSubscription(ctx, org.id);
+    const was = toResources(s, await orgResources(ctx.tx, org.id));
+    if (BigInt(s.sub.mailbox_bytes) > BigInt(input.mailboxBytes)) {
+      throw Errors.storageLimit(`the organization's mailboxes are charged ${s.sub.mailbox_bytes} bytes; an allocation of ${input.mailboxBytes} would not hold them`);
+    }
+    const set = { storage_override: input.mailboxBytes, grown_bytes: 0, updated_at: ctx.now };
+    await ctx.tx.updateTable('org_subscriptions').set(set).where('org_id', '=', org.id).execute();
+    Object.assign(s.sub, set);
+    await syncAllocation(ctx, s, 'mailbox', input.sources);
+    const is = toResources(s, await orgResources(ctx.tx, org.id));
+    ctx.target({ type: 'organization', id: org.id, resellerId: org.reseller_id, orgId: org.id });
+    ctx.diff(was, is);
+    ctx.event({ resellerId: org.reseller_id, orgId: org.id, objectType: 'organization', objectId: org.id, event: 'updated', data: { allocation: true, mailboxBytes: input.mailboxBytes } });
+    return is;
+  },
+});
+
+export const resourceProcedures = [createServer, updateServer, deleteServer, createStore, updateStore, deleteStore, allocateOrganization];

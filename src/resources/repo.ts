@@ -1,6 +1,6 @@
-import type { SelectQueryBuilder } from 'kysely';
+import { sql, type SelectQueryBuilder } from 'kysely';
 import { Errors } from '../core/errors.js';
-import { roleLevel, type Principal } from '../core/tenancy.js';
+import { roleLevel, SYSTEM, type Principal } from '../core/tenancy.js';
 import type { Db } from '../store/db.js';
 import { noRows } from '../store/scope.js';
 import { page, type Page, type PageParams } from '../store/page.js';
@@ -20,8 +20,13 @@ export function serversQuery(db: Db, p: Principal): Q {
   return seesResources(p) ? q : noRows(q);
 }
 
+/**
+ * Stores with `charged_bytes`: what the mailboxes (or folders) on the store are charged, summed over its
+ * pieces (the (store_id, org_id) index serves it; a page holds at most 1,000 stores).
+ */
 export function storesQuery(db: Db, p: Principal): Q {
-  const q = db.selectFrom('mailstores').selectAll();
+  const q = db.selectFrom('mailstores').selectAll('mailstores')
+    .select(sql<number>`(SELECT COALESCE(SUM(a.charged_bytes), 0) FROM store_allocations a WHERE a.store_id = mailstores.id)`.as('charged_bytes'));
   return seesResources(p) ? q : noRows(q);
 }
 
@@ -57,4 +62,30 @@ export function listStores(db: Db, p: Principal, f: StoreFilter): Promise<Page<a
   if (f.purpose) q = q.where('purpose', '=', f.purpose);
   if (f.state) q = q.where('state', '=', f.state);
   return page(q, 'id', f);
+}
+
+/** A store's row as the API shows it (with charged_bytes), for answers of procedures. */
+export async function storeRow(db: Db, id: string): Promise<any> {
+  return storesQuery(db, SYSTEM).where('id', '=', id).executeTakeFirstOrThrow();
+}
+
+/** The organizations holding allocation on a store, by organization id. */
+export function storeConsumers(db: Db, p: Principal, storeId: string, f: PageParams): Promise<Page<any>> {
+  const q = db.selectFrom('store_allocations').select(['org_id', 'reseller_id', 'bytes', 'charged_bytes', 'mailbox_count']).where('store_id', '=', storeId);
+  return page(seesResources(p) ? q : noRows(q), 'org_id', f);
+}
+
+/** The mailboxes (or public folders, for a public-folder store) on a store, deleted ones awaiting purge included, by id. */
+export function storeRecipients(db: Db, p: Principal, store: { id: string; purpose: string }, f: PageParams): Promise<Page<any>> {
+  const q = store.purpose === 'mailbox'
+    ? db.selectFrom('mailboxes').select(['id', 'org_id', 'primary_address as name', 'charged_bytes', 'state']).where('store_id', '=', store.id)
+    : db.selectFrom('public_folders').select(['id', 'org_id', 'path as name', 'charged_bytes', sql<string>`'active'`.as('state')]).where('store_id', '=', store.id);
+  return page(seesResources(p) ? q : noRows(q), 'id', f);
+}
+
+/** An organization's pieces on every store, with the store's server, name, purpose and sharing. */
+export async function orgResources(db: Db, orgId: string): Promise<any[]> {
+  return db.selectFrom('store_allocations as a').innerJoin('mailstores as s', 's.id', 'a.store_id')
+    .select(['a.store_id', 's.server_id', 's.name', 's.purpose', 's.sharing', 's.state', 'a.bytes', 'a.charged_bytes', 'a.mailbox_count'])
+    .where('a.org_id', '=', orgId).orderBy('s.purpose').orderBy('a.store_id').execute();
 }

@@ -3,7 +3,11 @@ import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { Errors } from '../core/errors.js';
 import { errorResponses, Id, ListOf, ListQuery, submitAndReply, WaitQuery, type RouteDeps, type VisibilityRegistry } from '../engine/http.js';
 import { mapPage } from '../store/page.js';
-import { CreateServerBody, CreateStoreBody, ServerView, StoreListQuery, StoreView, toServer, toStore, UpdateServerBody, UpdateStoreBody } from './model.js';
+import {
+  AllocateBody, ConsumerView, CreateServerBody, CreateStoreBody, RecipientView, ResourcesView, ServerView, StoreListQuery, StoreView, toConsumer, toRecipient, toResources,
+  toServer, toStore, UpdateServerBody, UpdateStoreBody,
+} from './model.js';
+import { readSubscription } from '../plans/limits.js';
 import { RP } from './procedures.js';
 import * as repo from './repo.js';
 
@@ -70,4 +74,33 @@ export function registerResourceRoutes(app: FastifyInstance, deps: RouteDeps): v
   }, async (req) => mapPage(await repo.listStores(db, req.principal, req.query as any), toStore));
   app.get('/api/v1/mailstores/:storeId', { ...route, schema: { ...tag, params: params({ storeId: Id('mst') }), response: { 200: StoreView, ...errorResponses } } },
     async (req) => toStore(await repo.getStore(db, req.principal, (req.params as any).storeId)));
+  app.get('/api/v1/mailstores/:storeId/consumers', {
+    ...route, schema: { ...tag, description: 'The organizations holding allocation on the store, by organization id.', params: params({ storeId: Id('mst') }), querystring: Type.Object(ListQuery, strict), response: { 200: ListOf(ConsumerView), ...errorResponses } },
+  }, async (req) => {
+    const store = await repo.getStore(db, req.principal, (req.params as any).storeId);
+    return mapPage(await repo.storeConsumers(db, req.principal, store.id, req.query as any), toConsumer);
+  });
+  app.get('/api/v1/mailstores/:storeId/recipients', {
+    ...route, schema: { ...tag, description: 'The mailboxes (deleted ones awaiting purge included) or public folders on the store, by id.', params: params({ storeId: Id('mst') }), querystring: Type.Object(ListQuery, strict), response: { 200: ListOf(RecipientView), ...errorResponses } },
+  }, async (req) => {
+    const store = await repo.getStore(db, req.principal, (req.params as any).storeId);
+    return mapPage(await repo.storeRecipients(db, req.principal, store, req.query as any), toRecipient);
+  });
+
+  // ---- an organization's resources ----
+  const ORG = { orgId: Id('org') };
+  app.get('/api/v1/organizations/:orgId/resources', {
+    ...route, schema: { ...tag, description: 'The organization\'s allocation and its pieces on every store (provider roles).', params: params(ORG), response: { 200: ResourcesView, ...errorResponses } },
+  }, async (req) => {
+    const orgId = (req.params as any).orgId as string;
+    const s = await readSubscription(db, orgId);
+    if (!s) throw Errors.notFound(`organization ${orgId} not found or not subscribed`);
+    return toResources(s, await repo.orgResources(db, orgId));
+  });
+  app.put('/api/v1/organizations/:orgId/allocation', {
+    ...route, schema: {
+      ...tag, description: 'Size the organization\'s mailbox allocation (a total); sources say which stores gain or give up bytes, required to shrink across several stores (shrink_needs_sources).',
+      params: params(ORG), querystring: WaitQuery, body: AllocateBody, response: ok(ResourcesView),
+    },
+  }, (req, reply) => submitAndReply(req, reply, deps, RP.allocateOrganization, body(req)));
 }
