@@ -17,6 +17,9 @@ import { directoryJobs } from './directory/jobs.js';
 import { directoryVisibility, registerDirectoryRoutes } from './directory/routes.js';
 import type { HomeDirectoryProvider } from './directory/ports.js';
 import { createFilesProvider } from './dataplane/files-provider.js';
+import { createFilesMailstore } from './dataplane/files-mailstore.js';
+import { moveJobs, moveProcedures } from './resources/moves.js';
+import type { MailboxDataProvider } from './resources/ports.js';
 import { plansProcedures } from './plans/procedures.js';
 import { plansVisibility, registerPlansRoutes } from './plans/routes.js';
 import { DAY_MS, type MailSettings } from './mail/addresses.js';
@@ -40,6 +43,8 @@ import { registerMailCsvRoutes } from './mail/csv-routes.js';
 import { importGroup } from './mail/groups-import.js';
 import { resourceProcedures } from './resources/procedures.js';
 import { registerResourceRoutes, resourcesVisibility } from './resources/routes.js';
+import { repairProcedures } from './resources/repair.js';
+import { registerCheckRoutes } from './resources/check-routes.js';
 import { buildApi } from './api/server.js';
 import { createMetrics } from './api/metrics.js';
 
@@ -50,6 +55,7 @@ export interface Platform {
   store: Store;
   engine: Engine;
   homes: HomeDirectoryProvider;
+  mailboxData: MailboxDataProvider;
   app: FastifyInstance | null;
   workers: Worker[];
   log: Logger;
@@ -68,6 +74,8 @@ export interface PlatformOptions {
   logger?: boolean;
   /** Replace the home-directory provider (tests use the real files provider on a scratch root). */
   homes?: HomeDirectoryProvider;
+  /** Replace the mailbox-data provider (default: the files provider under config.mailstoreFilesRoot). */
+  mailboxData?: MailboxDataProvider;
   /** Skip migrations (they are run by `hmc migrate` / `hmc init`); default: migrate on start. */
   migrate?: boolean;
 }
@@ -124,15 +132,18 @@ export async function createPlatform(config: Config, opts: PlatformOptions = {})
   const mailSettings: MailSettings = { addressQuarantineMs: config.addressQuarantineDays * DAY_MS, mailboxRetentionMs: config.mailboxRetentionDays * DAY_MS };
   engine.register(...groupMailProcedures(mailSettings), ...publicFolderProcedures(mailSettings), ...grantProcedures, ...autoReplyProcedures);
   engine.register(...domainProcedures, ...mailboxProcedures(mailSettings), ...contactProcedures, importGroup);
-  engine.register(...resourceProcedures);
+  engine.register(...resourceProcedures, ...moveProcedures);
+  engine.register(...repairProcedures);
   registerMailDirectoryHooks(directoryHooks, mailSettings);
   const homes = opts.homes ?? createFilesProvider(config.filesRoot);
   for (const [kind, h] of Object.entries(directoryJobs(engine, homes))) engine.handle(kind, h);
+  const mailboxData = opts.mailboxData ?? createFilesMailstore(config.mailstoreFilesRoot);
+  for (const [kind, h] of Object.entries(moveJobs(engine, mailboxData))) engine.handle(kind, h);
 
   let ready = false;
   const app = opts.api === false ? null : await buildApi({
     engine,
-    registrars: [registerEngineRoutes, registerDirectoryRoutes, registerPlansRoutes, registerGroupMailRoutes, registerPublicFolderRoutes, registerGrantRoutes, registerAutoReplyRoutes, registerDomainRoutes, registerMailboxRoutes, registerContactRoutes, registerMailCsvRoutes, registerResourceRoutes],
+    registrars: [registerEngineRoutes, registerDirectoryRoutes, registerPlansRoutes, registerGroupMailRoutes, registerPublicFolderRoutes, registerGrantRoutes, registerAutoReplyRoutes, registerDomainRoutes, registerMailboxRoutes, registerContactRoutes, registerMailCsvRoutes, registerResourceRoutes, registerCheckRoutes],
     visibility: { ...engineVisibility, ...directoryVisibility, ...plansVisibility, ...publicFolderVisibility, ...domainVisibility, ...mailboxVisibility, ...resourcesVisibility },
     metrics,
     logger: opts.logger === false ? false : { level: config.logLevel },
@@ -144,7 +155,7 @@ export async function createPlatform(config: Config, opts: PlatformOptions = {})
   ready = true;
 
   return {
-    config, store, engine, homes, app, workers, log,
+    config, store, engine, homes, mailboxData, app, workers, log,
     async listen() {
       if (!app) throw new Error('this platform has no API');
       return app.listen({ host: config.host, port: config.port });

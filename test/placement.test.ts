@@ -1,5 +1,7 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { DIALECTS } from '../src/store/testing.js';
 import { startTestPlatform, type TestPlatform } from './support.js';
 import { GiB, PiB, setupMailOrg, TiB, type MailOrg } from './mail-support.js';
@@ -267,7 +269,57 @@ for (const dialect of DIALECTS) {
       await t.ok('POST', `${o.orgUrl}/mailboxes/${m.id}/restore`);
       assert.deepEqual(await res(), [[l.id.a, 3 * GiB, 1], [l.id.b, 0, 0]], 'restored where its data is');
     });
+
+    test('moves: a mailbox moves with its charge (and allocation when the target lacks room), its data copied by the files provider', async () => {
+      const l = await layout(await fresh(), [['a', 10 * GiB], ['b', 10 * GiB]]);
+      const o = await setupMailOrg(t, 'mover', { storageBytes: 4 * GiB, publicFolderBytes: 0, defaultStores: false });
+      assert.deepEqual(await pieces(l, o.org.id), { a: 4 * GiB });
+      const m = await t.ok('POST', `${o.orgUrl}/mailboxes`, { kind: 'shared', primaryAddress: `mover@${o.domainName}`, planId: o.mailboxPlanId });
+      const dataOf = (store: string) => join(t.config.mailstoreFilesRoot, l.id[store]!, o.org.id, m.id);
+      // mail the data plane delivered (Dovecot makes the maildir on first delivery)
+      mkdirSync(join(dataOf('a'), 'cur'), { recursive: true });
+      writeFileSync(join(dataOf('a'), 'cur', '1.eml'), 'Subject: kept\r\n\r\nhello');
+      // the org has no piece on b: 1 GiB of allocation moves with the mailbox; the total stays 4 GiB
+      const r = await t.call('POST', `${o.orgUrl}/mailboxes/${m.id}/move`, { body: { storeId: l.id.b } });
+      assert.ok([200, 202].includes(r.statusCode), r.body);
+      const done = await t.settle(r.headers['hmc-request-id'] as string);
+      assert.equal(done.state, 'succeeded', JSON.stringify(done));
+      assert.deepEqual(await pieces(l, o.org.id), { a: 3 * GiB, b: 1 * GiB });
+      const res = (await t.ok('GET', `${ORGS}/${o.org.id}/resources`)).stores.map((x: any) => [x.storeId, x.chargedBytes, x.mailboxCount]);
+      assert.deepEqual(res, [[l.id.a, 0, 0], [l.id.b, GiB, 1]]);
+      assert.equal(readFileSync(join(dataOf('b'), 'cur', '1.eml'), 'utf8'), 'Subject: kept\r\n\r\nhello', 'every message arrives');
+      assert.equal(existsSync(dataOf('a')), false, 'nothing stays behind');
+      assert.deepEqual([(await store(l, 'a')).mailboxCount, (await store(l, 'b')).mailboxCount], [0, 1]);
+      const onB = await t.ok('GET', `/api/v1/mailstores/${l.id.b}/recipients`);
+      assert.deepEqual(onB.items.map((x: any) => x.id), [m.id]);
+      // moving it again where it is changes nothing; a tenant cannot move mailboxes at all
+      assert.equal((await t.ok('POST', `${o.orgUrl}/mailboxes/${m.id}/move`, { storeId: l.id.b })).moved, false);
+      assert.equal((await t.call('POST', `${o.orgUrl}/mailboxes/${m.id}/move`, { token: o.orgAdmin, body: { storeId: l.id.a } })).statusCode, 404);
+      // a target without room refuses and changes nothing
+      const full = await layout2(t, l.server, 'tiny', GiB - 1);
+      const refused = await t.call('POST', `${o.orgUrl}/mailboxes/${m.id}/move`, { body: { storeId: full } });
+      assert.equal(refused.json().code, 'STORAGE_LIMIT', refused.body);
+      assert.deepEqual(await pieces(l, o.org.id), { a: 3 * GiB, b: 1 * GiB });
+    });
+
+    test('moves: all of an organization\'s mailboxes in one batch request, one item per mailbox', async () => {
+      const l = await layout(await fresh(), [['a', 10 * GiB], ['b', 10 * GiB]]);
+      const o = await setupMailOrg(t, 'bulk', { storageBytes: 5 * GiB, publicFolderBytes: 0, defaultStores: false });
+      for (let i = 0; i < 5; i++) await t.ok('POST', `${o.orgUrl}/mailboxes`, { kind: 'shared', primaryAddress: `b${i}@${o.domainName}`, planId: o.mailboxPlanId });
+      const started = await t.ok('POST', `${ORGS}/${o.org.id}/move-mailboxes`, { storeId: l.id.b });
+      assert.equal(started.mailboxes, 5);
+      const batch = await t.settle(started.batchRequestId, 60_000);
+      assert.equal(batch.state, 'succeeded', JSON.stringify(batch));
+      assert.deepEqual(await pieces(l, o.org.id), { b: 5 * GiB }, 'the allocation followed, the empty piece on a is gone');
+      assert.deepEqual([(await store(l, 'a')).allocatedBytes, (await store(l, 'b')).mailboxCount], [0, 5]);
+      const again = await t.ok('POST', `${ORGS}/${o.org.id}/move-mailboxes`, { storeId: l.id.b });
+      assert.deepEqual([again.mailboxes, again.batchRequestId], [0, null]);
+    });
   });
+}
+
+async function layout2(t: TestPlatform, server: string, name: string, capacityBytes: number): Promise<string> {
+  return (await t.ok('POST', `/api/v1/mail-servers/${server}/stores`, { name, capacityBytes })).id;
 }
 
 async function createMany(t: TestPlatform, o: MailOrg, n: number): Promise<number[]> {

@@ -2,6 +2,7 @@ import { realpathSync } from 'node:fs';
 import { pathToFileURL } from 'node:url';
 import { commandHelp, findCommand, overview, parseCommand, synopsis } from './args.js';
 import { makeCtx, type CommandSpec } from './command.js';
+import { checkCommands } from './commands/check.js';
 import { domainCommands } from './commands/domains.js';
 import { groupCommands } from './commands/groups.js';
 import { importCommands } from './commands/import.js';
@@ -33,6 +34,7 @@ export const COMMANDS: readonly CommandSpec[] = [
   ...mailCommands,
   ...importCommands,
   ...resourceCommands,
+  ...checkCommands,
   ...requestCommands,
 ];
 

@@ -102,7 +102,13 @@ export const COLUMNS = {
   mailGroup: ['groupId', 'primaryAddress', 'hiddenFromAddressBook', 'sendPolicy'],
   autoReply: ['mailboxId', 'mode', 'startsAt', 'endsAt', 'externalAudience'],
   mailServer: ['id', 'name', 'state', 'lmtpEndpoint', 'imapEndpoint', 'popEndpoint', 'mailRoot'],
-  mailstore: ['id', 'serverId', 'name', 'purpose', 'sharing', 'state', 'capacityBytes', 'allocatedBytes', 'freeBytes', 'mailboxCount', 'maxMailboxes', 'ownerOrgId'],
+  mailstore: ['id', 'serverId', 'name', 'purpose', 'sharing', 'state', 'capacityBytes', 'allocatedBytes', 'chargedBytes', 'freeBytes', 'mailboxCount', 'maxMailboxes', 'ownerOrgId'],
+  resources: ['orgId', 'mailboxBytes', 'publicFolderBytes', 'dynamic', 'stores'],
+  storePiece: ['storeId', 'serverId', 'storeName', 'purpose', 'sharing', 'bytes', 'chargedBytes', 'mailboxCount'],
+  consumer: ['orgId', 'resellerId', 'bytes', 'chargedBytes', 'mailboxCount'],
+  recipient: ['id', 'orgId', 'name', 'chargedBytes', 'state'],
+  move: ['mailboxId', 'storeId', 'movingFrom', 'moved'],
+  orgMove: ['orgId', 'storeId', 'mailboxes', 'batchRequestId'],
 } as const satisfies Record<string, readonly string[]>;
 
 export type ResourceKind = keyof typeof COLUMNS;

@@ -10,6 +10,8 @@ export interface Config {
   port: number;
   /** Root of the files provider (one home directory per user). */
   filesRoot: string;
+  /** Where the files provider keeps mailbox data per mailstore (until the data plane's Dovecot does). */
+  mailstoreFilesRoot: string;
   /** In-process workers to run (SQLite: always at least one when serving). */
   workers: number;
   /** Job lease; a worker that stops heartbeating loses its jobs after this long. */
@@ -33,6 +35,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv, overrides: Partial<Config>
     host: overrides.host ?? env.HMC_HOST ?? '127.0.0.1',
     port: overrides.port ?? num(env.HMC_PORT, 8080),
     filesRoot: resolve(overrides.filesRoot ?? env.HMC_FILES_ROOT ?? join(dataDir, 'homes')),
+    mailstoreFilesRoot: resolve(overrides.mailstoreFilesRoot ?? env.HMC_MAILSTORE_FILES_ROOT ?? join(dataDir, 'mailstores')),
     workers: overrides.workers ?? num(env.HMC_WORKERS, 2),
     jobLeaseMs: overrides.jobLeaseMs ?? num(env.HMC_JOB_LEASE_MS, 30_000),
     bcryptCost: overrides.bcryptCost ?? num(env.HMC_BCRYPT_COST, 10),

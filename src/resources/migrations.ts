@@ -75,4 +75,13 @@ export const resourcesMigrations: Migration[] = [
       `);
     },
   },
+  {
+    id: '0009_mailbox_moves',
+    async up(db, dialect) {
+      // A mailbox whose data is being copied to its (new) store_id: the store it comes from, NULL otherwise.
+      await runDdl(db, dialect, `
+        ALTER TABLE mailboxes ADD COLUMN moving_from TEXT REFERENCES mailstores (id)
+      `);
+    },
+  },
 ];

@@ -1,5 +1,5 @@
 import { sql } from 'kysely';
-import { Errors } from '../core/errors.js';
+import { Errors, HmcError } from '../core/errors.js';
 import type { ProcContext } from '../engine/procedure.js';
 import type { Db } from '../store/db.js';
 import { allocationOf, type Subscription } from '../plans/limits.js';
@@ -60,6 +60,24 @@ export async function orgPieces(tx: Db, orgId: string, pool: Pool): Promise<{ pi
 async function poolStores(tx: Db, pool: Pool, sharing: StoreSharing): Promise<StoreState[]> {
   const rows = await tx.selectFrom('mailstores').selectAll().where('purpose', '=', pool).where('sharing', '=', sharing).where('state', '=', 'active').execute();
   return rows.map(toState);
+}
+
+/**
+ * Stores that could take a whole `bytes` charge as a new piece, best first by the algorithm's order
+ * (tightPack: least free; minStoreCount: most free; level: lowest fill ratio after, a few of them so
+ * growForRecipient compares the ratios exactly). Filtered in SQL, so a grow reads a handful of rows, not the pool.
+ */
+async function growthCandidates(tx: Db, pool: Pool, sharing: StoreSharing, orgId: string, bytes: number, algorithm: AllocationAlgorithm, skip: Set<string>): Promise<StoreState[]> {
+  let q = tx.selectFrom('mailstores').select(['id', 'capacity_bytes', 'allocated_bytes', 'sharing', 'state', 'owner_org_id', 'max_mailboxes', 'mailbox_count'])
+    .where('purpose', '=', pool).where('sharing', '=', sharing).where('state', '=', 'active')
+    .where(sql<boolean>`capacity_bytes - allocated_bytes >= ${bytes}`)
+    .where((eb) => eb.or([eb('max_mailboxes', 'is', null), eb('mailbox_count', '<', eb.ref('max_mailboxes'))]));
+  if (sharing === 'dedicated') q = q.where((eb) => eb.or([eb('owner_org_id', '=', orgId), eb.and([eb('owner_org_id', 'is', null), eb('allocated_bytes', '=', 0)])]));
+  if (skip.size > 0) q = q.where('id', 'not in', [...skip]);
+  const ordered = algorithm === 'level'
+    ? q.orderBy(sql`(allocated_bytes + ${bytes}) * 1.0 / capacity_bytes`).orderBy('id').limit(8)
+    : q.orderBy(sql`capacity_bytes - allocated_bytes`, algorithm === 'tightPack' ? 'asc' : 'desc').orderBy('id').limit(1);
+  return (await ordered.execute()).map(toState);
 }
 
 const sharingOf = (s: Subscription): StoreSharing => s.plan.mailstore_kind;
@@ -189,6 +207,9 @@ export async function placeRecipient(ctx: Ctx, s: Subscription, pool: Pool, was:
     await movePiece(ctx, orgId, here.storeId, bytes - release.charged, 0);
     return here.storeId;
   }
+  // leaving one store for another touches two store rows: under the pool lock, so two such changes in opposite
+  // directions never wait on each other's rows (a single-store change holds one row and waits for nothing)
+  if (release) await lockPool(ctx, pool);
   const full = new Set<string>();
   for (;;) {
     const candidates = stores.map((st) => (full.has(st.id) ? { ...st, maxMailboxes: 0 } : st));
@@ -198,20 +219,34 @@ export async function placeRecipient(ctx: Ctx, s: Subscription, pool: Pool, was:
       target = here && fitsHere && !full.has(here.storeId) ? here.storeId : placeMailbox(pieces, candidates, bytes, mailboxAlgorithmOf(s), explicitStoreId);
     } catch (e) {
       if (!(e instanceof PlacementError) || e.code !== 'STORAGE_LIMIT' || pool !== 'mailbox' || !allocationOf(s).dynamic || explicitStoreId !== undefined) throw e;
-      await lockPool(ctx, pool);
-      const all = (await poolStores(ctx.tx, pool, sharingOf(s))).map((st) => (full.has(st.id) ? { ...st, maxMailboxes: 0 } : st));
+      // the organization's own stores and the best other store by the algorithm (growForRecipient: a new
+      // store always grows by the whole charge, so only the best of them can win)
+      const others = await growthCandidates(ctx.tx, pool, sharingOf(s), orgId, bytes, algorithmOf(s), full);
+      const own = new Set(stores.map((st) => st.id));
+      const all = [...stores, ...others.filter((st) => !own.has(st.id))].map((st) => (full.has(st.id) ? { ...st, maxMailboxes: 0 } : st));
       growth = growForRecipient(all, pieces, { orgId, bytes, sharing: sharingOf(s), algorithm: algorithmOf(s) });
       target = growth.storeId;
     }
     const same = release !== null && target === release.storeId;
-    // count it on the store first: the one step another organization can race for (max_mailboxes)
+    if (growth) {
+      // no pool lock: the conditional UPDATE re-checks the store's room and owner on the row itself; a store
+      // another organization filled meanwhile is skipped and the decision made again
+      try {
+        await addPieces(ctx, s, [{ storeId: growth.storeId, bytes: growth.bytes }], growth.claim ? [growth.storeId] : []);
+      } catch (e) {
+        if (!(e instanceof HmcError) || e.code !== 'STORAGE_LIMIT') throw e;
+        full.add(target);
+        continue;
+      }
+    }
+    // count it on the store: the step another organization can race for (max_mailboxes)
     if (!same && !(await countOnStore(ctx, target, 1))) {
+      if (growth) await removePieces(ctx, orgId, [{ storeId: growth.storeId, bytes: growth.bytes }]);
       full.add(target);
       if (explicitStoreId !== undefined) throw Errors.storageLimit(`store ${target} holds its maximum of mailboxes`);
       continue;
     }
     if (growth) {
-      await addPieces(ctx, s, [{ storeId: growth.storeId, bytes: growth.bytes }], growth.claim ? [growth.storeId] : []);
       const grown = BigInt(s.sub.grown_bytes) + BigInt(growth.bytes);
       await ctx.tx.updateTable('org_subscriptions').set({ grown_bytes: Number(grown), updated_at: ctx.now }).where('org_id', '=', orgId).execute();
       s.sub.grown_bytes = Number(grown);
@@ -226,6 +261,34 @@ export async function placeRecipient(ctx: Ctx, s: Subscription, pool: Pool, was:
     }
     return target;
   }
+}
+
+/**
+ * Move a mailbox's charge to `targetStoreId` (a mailbox move; HMC's MoveMailbox with the RM's
+ * MoveAllocation). When the organization's piece there has room, only the charge moves; otherwise the
+ * allocation moves with it: the piece on the old store gives up the shortfall (it just got the mailbox's
+ * charge back, so it has it uncharged) and the target store's piece takes it, so the organization's total
+ * allocation is unchanged. The target must be an active mailbox store of the plan's sharing with the free
+ * bytes and a mailbox slot (STORAGE_LIMIT), not another organization's dedicated store (dedicated_store_held).
+ */
+export async function moveRecipient(ctx: Ctx, s: Subscription, was: Placement, targetStoreId: string): Promise<string> {
+  const orgId = s.sub.org_id as string;
+  if (!was.counted || was.storeId === null) throw Errors.stateConflict('only an active, placed mailbox can move');
+  const { pieces } = await orgPieces(ctx.tx, orgId, 'mailbox');
+  const target = pieces.find((p) => p.storeId === targetStoreId);
+  const spare = target ? BigInt(target.bytes) - BigInt(target.chargedBytes) : 0n;
+  const need = BigInt(was.charged) - spare;
+  if (need > 0n) {
+    await lockPool(ctx, 'mailbox');
+    const stores = (await ctx.tx.selectFrom('mailstores').selectAll().where('id', '=', targetStoreId).where('purpose', '=', 'mailbox').execute()).map(toState);
+    const a = allocateOrganization(stores, { orgId, bytes: Number(need), sharing: sharingOf(s), algorithm: algorithmOf(s), sources: [{ storeId: targetStoreId, bytes: Number(need) }] }, []);
+    await addPieces(ctx, s, a.pieces, a.claims);
+    // the old piece gives the bytes up after the mailbox's charge has left it (placeRecipient below)
+    const placed = await placeRecipient(ctx, s, 'mailbox', was, was.charged, targetStoreId);
+    await removePieces(ctx, orgId, [{ storeId: was.storeId, bytes: Number(need) }]);
+    return placed as string;
+  }
+  return (await placeRecipient(ctx, s, 'mailbox', was, was.charged, targetStoreId)) as string;
 }
 
 /**

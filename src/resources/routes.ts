@@ -9,10 +9,12 @@ import {
 } from './model.js';
 import { readSubscription } from '../plans/limits.js';
 import { RP } from './procedures.js';
+import { MOVE_PROCS, MoveBody } from './moves.js';
 import * as repo from './repo.js';
 
 const strict = { additionalProperties: false } as const;
 const params = (p: Record<string, TSchema>) => Type.Object(p, strict);
+const Nullable = <T extends TSchema>(t: T) => Type.Union([t, Type.Null()]);
 const ok = (view: TSchema, status = 200) => ({ [status]: view, 202: view, ...errorResponses });
 const tag = { tags: ['resources'], security: [{ bearer: [] }] };
 const SERVER = { serverId: Id('srv') };
@@ -97,6 +99,20 @@ export function registerResourceRoutes(app: FastifyInstance, deps: RouteDeps): v
     if (!s) throw Errors.notFound(`organization ${orgId} not found or not subscribed`);
     return toResources(s, await repo.orgResources(db, orgId));
   });
+  const MoveView = Type.Object({ mailboxId: Type.String(), storeId: Nullable(Type.String()), movingFrom: Nullable(Type.String({ description: 'the store the data is being copied from; null once the copy is done' })), moved: Type.Boolean() });
+  app.post('/api/v1/organizations/:orgId/mailboxes/:mailboxId/move', {
+    ...route, schema: {
+      ...tag, description: 'Move the mailbox to another mailbox store (provider roles): placement and charge move at once (with allocation when the target piece lacks room); a provider job copies the data and the request completes when it has.',
+      params: params({ ...ORG, mailboxId: Id('mbx') }), querystring: WaitQuery, body: MoveBody, response: ok(MoveView),
+    },
+  }, (req, reply) => submitAndReply(req, reply, deps, MOVE_PROCS.moveMailbox, body(req)));
+  const MoveOrgView = Type.Object({ orgId: Type.String(), storeId: Type.String(), mailboxes: Type.Integer(), batchRequestId: Nullable(Type.String({ description: 'the batch request moving them, one item per mailbox' })) });
+  app.post('/api/v1/organizations/:orgId/move-mailboxes', {
+    ...route, schema: {
+      ...tag, description: 'Move every active mailbox of the organization to one store: starts a resumable batch request of single moves.',
+      params: params(ORG), querystring: WaitQuery, body: MoveBody, response: ok(MoveOrgView),
+    },
+  }, (req, reply) => submitAndReply(req, reply, deps, MOVE_PROCS.moveOrganization, body(req)));
   app.put('/api/v1/organizations/:orgId/allocation', {
     ...route, schema: {
       ...tag, description: 'Size the organization\'s mailbox allocation (a total); sources say which stores gain or give up bytes, required to shrink across several stores (shrink_needs_sources).',

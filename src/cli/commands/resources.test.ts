@@ -66,3 +66,30 @@ test('missing required options, bad choices, bad sizes and empty updates are usa
     assert.match(io.errors(), /usage: hmc /, argv.join(' '));
   }
 });
+
+test('org allocate sends a total in bytes and STORE_ID=SIZE sources; mailbox move and org move-mailboxes name the target store', async () => {
+  const io = fakeIo({ api: (c) => ({ status: 200, body: c.url.pathname.endsWith('/allocation') ? { orgId: 'org_1', mailboxBytes: 16 * TiB, publicFolderBytes: 0, dynamic: false, stores: [] } : { ...(c.body as object) } }) });
+  assert.equal(await main(['org', 'allocate', 'org_1', '16TiB', '--source', 'mst_1=10TiB', '--source', 'mst_2=6TiB'], io), 0, io.errors());
+  assert.equal(await main(['mailbox', 'move', 'org_1', 'mbx_1', 'mst_2'], io), 0, io.errors());
+  assert.equal(await main(['org', 'move-mailboxes', 'org_1', 'mst_2'], io), 0, io.errors());
+  assert.deepEqual(io.calls.map((c) => [c.method, c.url.pathname, c.body ?? null]), [
+    ['PUT', '/api/v1/organizations/org_1/allocation', { mailboxBytes: 16 * TiB, sources: [{ storeId: 'mst_1', bytes: 10 * TiB }, { storeId: 'mst_2', bytes: 6 * TiB }] }],
+    ['POST', '/api/v1/organizations/org_1/mailboxes/mbx_1/move', { storeId: 'mst_2' }],
+    ['POST', '/api/v1/organizations/org_1/move-mailboxes', { storeId: 'mst_2' }],
+  ]);
+  assert.match(io.output(), /allocated organization org_1/);
+  const bad = fakeIo({ api: () => ({ status: 200, body: {} }) });
+  assert.equal(await main(['org', 'allocate', 'org_1', '1TiB', '--source', 'mst_1'], bad), 1, 'a usage error');
+  assert.equal(bad.calls.length, 0);
+});
+
+test('org resources prints the allocation and a table of its pieces; store consumers lists organizations', async () => {
+  const piece = { storeId: 'mst_1', serverId: 'srv_1', storeName: 'db01', purpose: 'mailbox', sharing: 'shared', state: 'active', bytes: TiB, chargedBytes: GiB, mailboxCount: 1 };
+  const io = fakeIo({ api: (c) => ({ body: c.url.pathname.endsWith('/resources')
+    ? { orgId: 'org_1', mailboxBytes: TiB, publicFolderBytes: 0, dynamic: false, stores: [piece] }
+    : { items: [{ orgId: 'org_1', resellerId: 'rsl_1', bytes: TiB, chargedBytes: GiB, mailboxCount: 1 }], next: null } }) });
+  assert.equal(await main(['org', 'resources', 'org_1'], io), 0, io.errors());
+  assert.equal(await main(['store', 'consumers', 'mst_1'], io), 0, io.errors());
+  assert.match(io.output(), /STORE ID +SERVER ID +STORE NAME .*\nmst_1 +srv_1 +db01 +mailbox/);
+  assert.match(io.output(), /ORG ID +RESELLER ID +BYTES +CHARGED BYTES +MAILBOX COUNT\norg_1 +rsl_1/);
+});

@@ -4,6 +4,7 @@ import { path } from '../client.js';
 import { UsageError } from '../errors.js';
 import { parseSize } from '../sizes.js';
 import { oneOf, pickFlags, runList, runMutation, runShow, SIZE_HELP, str, assign, nonEmpty } from './shared.js';
+import { columnsOf, formatRecord, formatTable, toJson } from '../output.js';
 
 /**
  * The Resource Manager registry (provider admins only; to anyone else the API answers 404): mail servers and
@@ -145,5 +146,67 @@ export const resourceCommands: CommandSpec[] = [
     args: SERVER_STORE,
     kind: 'api',
     run: (ctx) => runMutation(ctx, { method: 'DELETE', path: path`/mail-servers/${arg(ctx, 0)}/stores/${arg(ctx, 1)}`, done: 'deleted mailstore', id: arg(ctx, 1) }),
+  },
+  {
+    words: ['store', 'consumers'],
+    summary: 'the organizations holding allocation on a mailstore',
+    args: ['STORE_ID'],
+    kind: 'list',
+    run: (ctx) => runList(ctx, path`/mailstores/${arg(ctx, 0)}/consumers`, {}, 'consumer'),
+  },
+  {
+    words: ['store', 'recipients'],
+    summary: 'the mailboxes (or public folders) placed on a mailstore',
+    args: ['STORE_ID'],
+    kind: 'list',
+    run: (ctx) => runList(ctx, path`/mailstores/${arg(ctx, 0)}/recipients`, {}, 'recipient'),
+  },
+  {
+    words: ['org', 'resources'],
+    summary: "an organization's allocation and its pieces on each store",
+    args: ['ORG_ID'],
+    kind: 'api',
+    run: async (ctx) => {
+      const res = await ctx.api().get(path`/organizations/${arg(ctx, 0)}/resources`);
+      const body = res.body as { stores: Record<string, unknown>[] };
+      ctx.out(ctx.json ? toJson(body) : `${formatRecord({ ...body, stores: body.stores.length }, columnsOf('resources'))}${formatTable(body.stores, columnsOf('storePiece'))}`);
+      return 0;
+    },
+  },
+  {
+    words: ['org', 'allocate'],
+    summary: "size an organization's mailbox allocation (a total); --source STORE_ID=SIZE says which stores gain or give up bytes",
+    args: ['ORG_ID', 'SIZE'],
+    options: { source: { ...str('STORE_ID=SIZE', `a store and the bytes it gains (growing) or gives up (shrinking), ${SIZE_HELP}; needed to shrink across stores`), multiple: true } },
+    kind: 'api',
+    run: (ctx) => {
+      const sources = ctx.opts.list('source').map((s) => {
+        const i = s.indexOf('=');
+        if (i <= 0) throw new UsageError(`--source ${s}: expected STORE_ID=SIZE`);
+        return { storeId: s.slice(0, i), bytes: parseSize(s.slice(i + 1), '--source') };
+      });
+      return runMutation(ctx, {
+        method: 'PUT', path: path`/organizations/${arg(ctx, 0)}/allocation`, kind: 'resources', done: 'allocated organization', id: arg(ctx, 0),
+        body: { mailboxBytes: parseSize(arg(ctx, 1), 'SIZE'), ...(sources.length > 0 ? { sources } : {}) },
+      });
+    },
+  },
+  {
+    words: ['mailbox', 'move'],
+    summary: 'move a mailbox to another mailstore (its data is copied by a provider job; waits for it)',
+    args: ['ORG_ID', 'MAILBOX_ID', 'STORE_ID'],
+    kind: 'api',
+    run: (ctx) => runMutation(ctx, {
+      method: 'POST', path: path`/organizations/${arg(ctx, 0)}/mailboxes/${arg(ctx, 1)}/move`, kind: 'move', done: 'moved mailbox', id: arg(ctx, 1), body: { storeId: arg(ctx, 2) },
+    }),
+  },
+  {
+    words: ['org', 'move-mailboxes'],
+    summary: "move all of an organization's mailboxes to one mailstore (a batch request; see hmc request show)",
+    args: ['ORG_ID', 'STORE_ID'],
+    kind: 'api',
+    run: (ctx) => runMutation(ctx, {
+      method: 'POST', path: path`/organizations/${arg(ctx, 0)}/move-mailboxes`, kind: 'orgMove', done: 'moving mailboxes of organization', id: arg(ctx, 0), body: { storeId: arg(ctx, 1) },
+    }),
   },
 ];

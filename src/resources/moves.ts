@@ -1,0 +1,132 @@
+import { Type } from '@sinclair/typebox';
+import { Errors } from '../core/errors.js';
+import { defineProcedure, type ProcContext } from '../engine/procedure.js';
+import type { Engine, JobHandler } from '../engine/engine.js';
+import { Id } from '../engine/http.js';
+import { liveOrg } from '../directory/procedures.js';
+import { lockSubscription } from '../plans/limits.js';
+import { moveRecipient } from './placement.js';
+import type { MailboxDataProvider } from './ports.js';
+
+/**
+ * Mailbox moves (issue 4 item 4). The procedure moves the placement and the accounting at once (the charge,
+ * and the allocation with it when the target piece lacks room), records where the data comes from
+ * (`moving_from`) and asks for a provider job that copies the data; the job clears `moving_from` when the
+ * copy is done. Moving all of an organization's mailboxes is a batch request of single moves: each item
+ * commits on its own, so a crash resumes with the items not yet done. If the copy fails for good, the
+ * compensation moves the placement back to where the data still is.
+ */
+
+export const MOVE_PROCS = {
+  moveMailbox: 'resources.move_mailbox',
+  moveOrganization: 'resources.move_organization_mailboxes',
+} as const;
+export const MOVE_JOB = 'mailstore.move_mailbox';
+
+const strict = { additionalProperties: false } as const;
+export const MoveBody = Type.Object({ storeId: Id('mst') }, strict);
+
+interface MovePayload {
+  orgId: string;
+  mailboxId: string;
+  from: string;
+  to: string;
+}
+
+async function lockedMailbox(ctx: ProcContext, orgId: string, mailboxId: string): Promise<any> {
+  let q = ctx.tx.selectFrom('mailboxes').selectAll().where('id', '=', mailboxId).where('org_id', '=', orgId);
+  if (ctx.dialect === 'postgres') q = q.forUpdate();
+  const m = await q.executeTakeFirst();
+  if (!m) throw Errors.notFound(`mailbox ${mailboxId} not found`);
+  return m;
+}
+
+const view = (m: any) => ({ mailboxId: m.id as string, storeId: m.store_id as string | null, movingFrom: (m.moving_from ?? null) as string | null });
+
+export const moveMailbox = defineProcedure({
+  id: MOVE_PROCS.moveMailbox,
+  input: Type.Object({ orgId: Id('org'), mailboxId: Id('mbx'), ...MoveBody.properties }, strict),
+  minRole: 'provider_admin',
+  async run(ctx, input) {
+    const org = await liveOrg(ctx, input.orgId);
+    const before = await lockedMailbox(ctx, org.id, input.mailboxId);
+    const target = { type: 'mailbox', id: before.id, resellerId: org.reseller_id, orgId: org.id };
+    ctx.target(target);
+    if (before.store_id === input.storeId) return { ...view(before), moved: false };
+    if (before.state !== 'active') throw Errors.stateConflict(`mailbox ${before.id} is deleted; restore it before moving it`);
+    if (before.moving_from) throw Errors.stateConflict(`mailbox ${before.id} is still being copied from ${before.moving_from}; wait for that move to finish`);
+    const store = await ctx.tx.selectFrom('mailstores').select(['id', 'purpose']).where('id', '=', input.storeId).executeTakeFirst();
+    if (!store || store.purpose !== 'mailbox') throw Errors.invalidSources(`store ${input.storeId} is not a mailbox store`);
+    const s = await lockSubscription(ctx, org.id);
+    const to = await moveRecipient(ctx, s, { storeId: before.store_id, charged: Number(before.charged_bytes), counted: true }, input.storeId);
+    const set = { store_id: to, moving_from: before.store_id, updated_at: ctx.now };
+    await ctx.tx.updateTable('mailboxes').set(set).where('id', '=', before.id).execute();
+    const payload: MovePayload = { orgId: org.id, mailboxId: before.id, from: before.store_id, to };
+    ctx.enqueue({ kind: MOVE_JOB, payload, queueKey: org.id });
+    ctx.compensation(payload);
+    const after = { ...before, ...set };
+    ctx.diff(view(before), view(after));
+    ctx.event({ resellerId: org.reseller_id, orgId: org.id, objectType: 'mailbox', objectId: before.id, event: 'moved', data: { from: before.store_id, to } });
+    return { ...view(after), moved: true };
+  },
+  /** The copy failed for good: the data is still on the old store, so the mailbox goes back there. */
+  async compensate(ctx, data: MovePayload) {
+    const m = await ctx.tx.selectFrom('mailboxes').selectAll().where('id', '=', data.mailboxId).executeTakeFirst();
+    if (!m || m.store_id !== data.to || m.moving_from !== data.from) return;
+    if (m.state === 'active') {
+      const s = await lockSubscription(ctx, data.orgId);
+      await moveRecipient(ctx, s, { storeId: data.to, charged: Number(m.charged_bytes), counted: true }, data.from);
+    }
+    await ctx.tx.updateTable('mailboxes').set({ store_id: data.from, moving_from: null, updated_at: ctx.now }).where('id', '=', m.id).execute();
+  },
+});
+
+/** Move every active mailbox of the organization to one store: a batch request of single moves. */
+export const moveOrganization = defineProcedure({
+  id: MOVE_PROCS.moveOrganization,
+  input: Type.Object({ orgId: Id('org'), ...MoveBody.properties }, strict),
+  minRole: 'provider_admin',
+  async run(ctx, input) {
+    const org = await liveOrg(ctx, input.orgId);
+    const store = await ctx.tx.selectFrom('mailstores').select(['id', 'purpose', 'state']).where('id', '=', input.storeId).executeTakeFirst();
+    if (!store || store.purpose !== 'mailbox') throw Errors.invalidSources(`store ${input.storeId} is not a mailbox store`);
+    if (store.state !== 'active') throw Errors.invalidSources(`store ${input.storeId} is ${store.state}, not active`);
+    const boxes = await ctx.tx.selectFrom('mailboxes').select('id').where('org_id', '=', org.id).where('state', '=', 'active')
+      .where((eb) => eb.or([eb('store_id', 'is', null), eb('store_id', '!=', input.storeId)])).orderBy('id').execute();
+    const target = { type: 'organization', id: org.id, resellerId: org.reseller_id, orgId: org.id };
+    ctx.target(target);
+    const batchRequestId = boxes.length === 0 ? null
+      : ctx.spawnBatch({ procedure: MOVE_PROCS.moveMailbox, items: boxes.map((b) => ({ orgId: org.id, mailboxId: b.id, storeId: input.storeId })), target });
+    ctx.diff(null, { storeId: input.storeId, mailboxes: boxes.length });
+    return { orgId: org.id, storeId: input.storeId, mailboxes: boxes.length, batchRequestId };
+  },
+});
+
+export const moveProcedures = [moveMailbox, moveOrganization];
+
+/** The copy job: converge the data to where the database says the mailbox is, then mark the move done. */
+export function moveJobs(engine: Engine, data: MailboxDataProvider): Record<string, JobHandler> {
+  return {
+    [MOVE_JOB]: {
+      async run(payload, ctx) {
+        const p = payload as MovePayload;
+        const db = engine.store.db;
+        const m = await db.selectFrom('mailboxes').select(['store_id', 'moving_from']).where('id', '=', p.mailboxId).executeTakeFirst();
+        // moved back by compensation, moved on, or purged meanwhile: nothing of this move is left to do
+        if (!m || m.store_id !== p.to || m.moving_from !== p.from) return;
+        const roots = await db.selectFrom('mailstores as s').innerJoin('mail_servers as v', 'v.id', 's.server_id').select(['s.id', 'v.mail_root'])
+          .where('s.id', 'in', [p.from, p.to]).execute();
+        const rootOf = (id: string) => roots.find((r) => r.id === id)?.mail_root ?? '';
+        if (ctx.signal.aborted) throw Errors.unavailable('lease lost before the copy', { retryable: true });
+        await data.moveMailbox(
+          { orgId: p.orgId, mailboxId: p.mailboxId, storeId: p.from, mailRoot: rootOf(p.from) },
+          { orgId: p.orgId, mailboxId: p.mailboxId, storeId: p.to, mailRoot: rootOf(p.to) },
+          ctx,
+        );
+        await engine.txr.run(async (tx) => {
+          await tx.updateTable('mailboxes').set({ moving_from: null }).where('id', '=', p.mailboxId).where('store_id', '=', p.to).where('moving_from', '=', p.from).execute();
+        });
+      },
+    },
+  };
+}
