@@ -302,6 +302,25 @@ for (const dialect of DIALECTS) {
       assert.deepEqual(await pieces(l, o.org.id), { a: 3 * GiB, b: 1 * GiB });
     });
 
+    test('a quota that no longer fits its store moves the mailbox, and its data follows', async () => {
+      const l = await layout(await fresh(), [['a', 2 * GiB], ['b', 10 * GiB]]);
+      // 12 GiB fits no single store: a (the fuller, least free) is filled, b takes the rest
+      const o = await setupMailOrg(t, 'grow', { storageBytes: 12 * GiB, publicFolderBytes: 0, defaultStores: false });
+      assert.deepEqual(await pieces(l, o.org.id), { a: 2 * GiB, b: 10 * GiB });
+      const m = await t.ok('POST', `${o.orgUrl}/mailboxes`, { kind: 'shared', primaryAddress: `grow@${o.domainName}`, planId: o.mailboxPlanId });
+      const dataOf = (store: string) => join(t.config.mailstoreFilesRoot, l.id[store]!, o.org.id, m.id);
+      mkdirSync(join(dataOf('a'), 'new'), { recursive: true });
+      writeFileSync(join(dataOf('a'), 'new', '1.eml'), 'x');
+      // tightPack inside the allocation put it on a (fewest uncharged bytes that fit); 3 GiB does not fit a
+      const r = await t.call('PATCH', `${o.orgUrl}/mailboxes/${m.id}`, { body: { overrides: { issueWarningQuota: GiB, prohibitSendQuota: GiB, prohibitSendReceiveQuota: 3 * GiB } } });
+      assert.ok([200, 202].includes(r.statusCode), r.body);
+      assert.equal((await t.settle(r.headers['hmc-request-id'] as string)).state, 'succeeded');
+      const res = (await t.ok('GET', `${ORGS}/${o.org.id}/resources`)).stores.map((x: any) => [x.storeId, x.chargedBytes, x.mailboxCount]);
+      assert.deepEqual(res, [[l.id.a, 0, 0], [l.id.b, 3 * GiB, 1]]);
+      assert.equal(readFileSync(join(dataOf('b'), 'new', '1.eml'), 'utf8'), 'x');
+      assert.equal(existsSync(dataOf('a')), false);
+    });
+
     test('moves: all of an organization\'s mailboxes in one batch request, one item per mailbox', async () => {
       const l = await layout(await fresh(), [['a', 10 * GiB], ['b', 10 * GiB]]);
       const o = await setupMailOrg(t, 'bulk', { storageBytes: 5 * GiB, publicFolderBytes: 0, defaultStores: false });

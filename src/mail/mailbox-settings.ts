@@ -3,6 +3,7 @@ import { normalizeAddress } from '../core/names.js';
 import type { ProcContext } from '../engine/procedure.js';
 import type { Db } from '../store/db.js';
 import { placeRecipient, type Placement } from '../resources/placement.js';
+import { requestDataMove } from '../resources/moves.js';
 import { charge, effectiveMailboxSettings, mailboxCharge, parseFeatures, PROTOCOLS, type MailboxOverrides, type Protocol, type Subscription } from '../plans/limits.js';
 
 /**
@@ -32,6 +33,8 @@ export interface SettingsColumns {
   charged_bytes: number;
   /** The mailstore it is on (where its data is; kept while deleted). */
   store_id: string | null;
+  /** Set when the settings moved the mailbox to another store: where its data is copied from. */
+  moving_from?: string | null;
 }
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
@@ -44,11 +47,11 @@ export interface SettingsColumns {
  * the difference. Throws before anything is written when a check fails (the transaction rolls back).
  */
 export async function settleMailboxSettings(
-  ctx: Pick<ProcContext, 'tx' | 'now' | 'dialect'>,
+  ctx: Pick<ProcContext, 'tx' | 'now' | 'dialect' | 'enqueue'>,
   s: Subscription,
   plan: any,
   overrides: MailboxOverrides,
-  opts: { was: Placement; active: boolean; storeId?: string },
+  opts: { was: Placement; active: boolean; storeId?: string; row?: { id: string; org_id: string; moving_from?: string | null } },
 ): Promise<SettingsColumns> {
   const eff = effectiveMailboxSettings(plan, overrides);
   const max = s.plan.max_mailbox_bytes;
@@ -62,6 +65,8 @@ export async function settleMailboxSettings(
   if (countDelta !== 0) await charge(ctx, s, { mailboxes: countDelta });
   const storeId = opts.active || opts.was.counted ? await placeRecipient(ctx, s, 'mailbox', opts.was, opts.active ? charged : null, opts.storeId) : opts.was.storeId;
   await charge(ctx, s, { mailboxBytes: charged - opts.was.charged });
+  // a new quota that did not fit where the mailbox was (or a restore that found no room there) moved it: its data follows
+  const moved = opts.was.storeId !== null && storeId !== opts.was.storeId ? requestDataMove(ctx, opts.row, opts.was.storeId, storeId!) : {};
   return {
     mailbox_plan_id: plan.id,
     plan_version: Number(plan.version),
@@ -76,6 +81,7 @@ export async function settleMailboxSettings(
     external_forwarding: eff.externalForwarding ? 1 : 0,
     charged_bytes: charged,
     store_id: storeId,
+    ...moved,
   };
 }
 

@@ -96,7 +96,7 @@ export function mailboxLifecycleProcedures(settings: MailSettings) {
       }
       const s = await lockSubscription(ctx, org.id);
       const plan = await ctx.tx.selectFrom('mailbox_plans').selectAll().where('id', '=', before.mailbox_plan_id).executeTakeFirstOrThrow();
-      const cols = await settleMailboxSettings(ctx, s, plan, JSON.parse(before.overrides), { was: placementOf(before), active: true });
+      const cols = await settleMailboxSettings(ctx, s, plan, JSON.parse(before.overrides), { was: placementOf(before), row: before, active: true });
       const claim = (address: string, isPrimary: boolean) =>
         claimAddress(ctx, { orgId: org.id, resellerId: org.reseller_id, address, recipientId: before.id, recipientKind: 'mailbox', isPrimary });
       await claim(before.primary_address, true);

@@ -84,7 +84,7 @@ export const updateMailbox = defineProcedure({
       const s = await lockSubscription(ctx, org.id);
       const plan = await ctx.tx.selectFrom('mailbox_plans').selectAll().where('id', '=', before.mailbox_plan_id).executeTakeFirstOrThrow();
       // the mailbox keeps its plan version: only its own values change here
-      const settings = await settleMailboxSettings(ctx, s, plan, input.overrides ?? {}, { was: placementOf(before), active: true });
+      const settings = await settleMailboxSettings(ctx, s, plan, input.overrides ?? {}, { was: placementOf(before), row: before, active: true });
       Object.assign(set, settings, { plan_version: Number(before.plan_version) });
     }
     if (input.forwarding !== undefined) {
@@ -115,7 +115,7 @@ export const changeMailboxPlan = defineProcedure({
     const before = await lockMailbox(ctx, org.id, input.mailboxId);
     const s = await lockSubscription(ctx, org.id);
     const plan = await requireMailboxPlan(ctx, org.id, input.planId);
-    const settings = await settleMailboxSettings(ctx, s, plan, JSON.parse(before.overrides), { was: placementOf(before), active: true });
+    const settings = await settleMailboxSettings(ctx, s, plan, JSON.parse(before.overrides), { was: placementOf(before), row: before, active: true });
     await checkKeptForwarding(ctx.tx, before, settings.external_forwarding === 1);
     const set = { ...settings, updated_at: ctx.now };
     await ctx.tx.updateTable('mailboxes').set(set).where('id', '=', before.id).execute();

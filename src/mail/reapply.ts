@@ -30,7 +30,7 @@ export const reapplyMailboxPlan = defineProcedure({
     const s = await lockSubscription(ctx, org.id);
     const plan = await ctx.tx.selectFrom('mailbox_plans').selectAll().where('id', '=', input.planId).executeTakeFirstOrThrow();
     const active = before.state === 'active';
-    const cols = await settleMailboxSettings(ctx, s, plan, JSON.parse(before.overrides), { was: placementOf(before), active });
+    const cols = await settleMailboxSettings(ctx, s, plan, JSON.parse(before.overrides), { was: placementOf(before), row: before as any, active });
     if (active) await checkKeptForwarding(ctx.tx, before, cols.external_forwarding === 1);
     const set = { ...cols, updated_at: ctx.now };
     await ctx.tx.updateTable('mailboxes').set(set).where('id', '=', before.id).execute();
@@ -61,7 +61,7 @@ export const resettleMailbox = defineProcedure({
     if (!before || before.state !== 'active') return { mailboxId: input.mailboxId, skipped: true };
     const s = await lockSubscription(ctx, org.id);
     const plan = await ctx.tx.selectFrom('mailbox_plans').selectAll().where('id', '=', before.mailbox_plan_id).executeTakeFirstOrThrow();
-    const cols = await settleMailboxSettings(ctx, s, plan, JSON.parse(before.overrides), { was: placementOf(before), active: true });
+    const cols = await settleMailboxSettings(ctx, s, plan, JSON.parse(before.overrides), { was: placementOf(before), row: before as any, active: true });
     const changed = Object.entries(cols).filter(([k, v]) => String(before[k]) !== String(v)).map(([k]) => k);
     if (changed.length === 0) return { mailboxId: before.id, skipped: true };
     const set = { ...cols, updated_at: ctx.now };

@@ -43,6 +43,22 @@ async function lockedMailbox(ctx: ProcContext, orgId: string, mailboxId: string)
 
 const view = (m: any) => ({ mailboxId: m.id as string, storeId: m.store_id as string | null, movingFrom: (m.moving_from ?? null) as string | null });
 
+/**
+ * The placement of mailbox `row` changed from store `from` to `to` in this transaction: ask for the copy job
+ * and return the columns that mark the copy in flight. A mailbox whose earlier copy has not finished keeps
+ * its original source (its data is still there; the earlier job sees it moved on and stands down).
+ */
+export function requestDataMove(
+  ctx: Pick<ProcContext, 'enqueue'>, row: { id: string; org_id: string; moving_from?: string | null } | undefined, from: string, to: string,
+): { moving_from: string | null } {
+  if (!row) throw new Error('a mailbox that can move needs its row');
+  const source = row.moving_from ?? from;
+  if (source === to) return { moving_from: null };
+  const payload: MovePayload = { orgId: row.org_id, mailboxId: row.id, from: source, to };
+  ctx.enqueue({ kind: MOVE_JOB, payload, queueKey: row.org_id });
+  return { moving_from: source };
+}
+
 export const moveMailbox = defineProcedure({
   id: MOVE_PROCS.moveMailbox,
   input: Type.Object({ orgId: Id('org'), mailboxId: Id('mbx'), ...MoveBody.properties }, strict),
@@ -59,10 +75,9 @@ export const moveMailbox = defineProcedure({
     if (!store || store.purpose !== 'mailbox') throw Errors.invalidSources(`store ${input.storeId} is not a mailbox store`);
     const s = await lockSubscription(ctx, org.id);
     const to = await moveRecipient(ctx, s, { storeId: before.store_id, charged: Number(before.charged_bytes), counted: true }, input.storeId);
-    const set = { store_id: to, moving_from: before.store_id, updated_at: ctx.now };
+    const set = { store_id: to, ...requestDataMove(ctx, before, before.store_id, to), updated_at: ctx.now };
     await ctx.tx.updateTable('mailboxes').set(set).where('id', '=', before.id).execute();
     const payload: MovePayload = { orgId: org.id, mailboxId: before.id, from: before.store_id, to };
-    ctx.enqueue({ kind: MOVE_JOB, payload, queueKey: org.id });
     ctx.compensation(payload);
     const after = { ...before, ...set };
     ctx.diff(view(before), view(after));
