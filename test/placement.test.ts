@@ -177,6 +177,22 @@ for (const dialect of DIALECTS) {
       assert.deepEqual(consumers.items.map((c: any) => [c.orgId, c.bytes]), [[y.id, 100 * GiB]]);
     });
 
+    test('deleting an organization frees its stores: counts at once, allocation and dedicated ownership at the purge', async () => {
+      const l = await layout(await fresh(), [['d1', 100 * GiB, { sharing: 'dedicated' }]]);
+      const o = await setupMailOrg(t, 'gone', { storageBytes: 10 * GiB, publicFolderBytes: 0, defaultStores: false, orgPlan: { mailstoreKind: 'dedicated' } });
+      await t.ok('POST', `${o.orgUrl}/mailboxes`, { kind: 'shared', primaryAddress: `gone@${o.domainName}`, planId: o.mailboxPlanId });
+      assert.deepEqual([(await store(l, 'd1')).ownerOrgId, (await store(l, 'd1')).mailboxCount], [o.org.id, 1]);
+      const r = await t.call('DELETE', `${ORGS}/${o.org.id}?force=true`);
+      assert.ok([200, 202].includes(r.statusCode), r.body);
+      assert.equal((await t.settle(r.headers['hmc-request-id'] as string)).state, 'succeeded');
+      const d1 = await store(l, 'd1');
+      assert.deepEqual([d1.ownerOrgId, d1.allocatedBytes, d1.mailboxCount, d1.chargedBytes], [null, 0, 0, 0]);
+      assert.deepEqual((await t.ok('GET', `/api/v1/mailstores/${l.id.d1}/consumers`)).items, []);
+      // and another organization can take the store
+      const next = await orgOn(t, 'next', { storageBytes: 50 * GiB, mailstoreKind: 'dedicated' });
+      assert.equal((await store(l, 'd1')).ownerOrgId, next.orgId);
+    });
+
     test('50 parallel mailbox creations against a store with room for 20: exactly 20 placed, never over capacity', async () => {
       const l = await layout(await fresh(), [['small', 20 * GiB]]);
       // a dynamic organization: each 1 GiB mailbox grows its allocation on the one store by 1 GiB
