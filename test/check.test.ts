@@ -2,7 +2,8 @@ import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { sql } from 'kysely';
 import { main } from '../src/cli/main.js';
-import { fakeIo, type FakeIo } from '../src/cli/fake-io.js';
+import type { FakeIo } from '../src/cli/fake-io.js';
+import { inProcessIo } from './cli-support.js';
 import { DIALECTS } from '../src/store/testing.js';
 import { startTestPlatform, type TestPlatform } from './support.js';
 import { ensureStores, GiB, setupMailOrg, TiB, type MailOrg } from './mail-support.js';
@@ -231,21 +232,7 @@ for (const dialect of DIALECTS) {
       assert.equal(r.statusCode, 403, r.body);
     });
 
-    function io(): FakeIo {
-      const f = fakeIo({ env: { HMC_TOKEN: t.adminToken } });
-      f.sleep = (ms: number) => new Promise((res) => setTimeout(res, Math.min(ms, 50)));
-      f.fetch = (async (input: string | URL | Request, init: RequestInit = {}) => {
-        const u = new URL(String(input));
-        const r = await t.platform.app!.inject({
-          method: (init.method ?? 'GET') as any, url: u.pathname + u.search, headers: init.headers as Record<string, string>,
-          ...(typeof init.body === 'string' ? { payload: init.body } : {}),
-        });
-        const headers = new Headers();
-        for (const [k, v] of Object.entries(r.headers)) if (v !== undefined) headers.set(k, String(v));
-        return new Response(r.statusCode === 204 ? null : new Uint8Array(r.rawPayload), { status: r.statusCode, headers });
-      }) as typeof fetch;
-      return f;
-    }
+    const io = (): FakeIo => inProcessIo(t, t.adminToken);
     async function hmc(argv: string[]): Promise<{ code: number; out: string; err: string }> {
       const x = io();
       const code = await main(argv, x);
@@ -298,9 +285,7 @@ for (const dialect of DIALECTS) {
 
     test('hmc check is refused to a tenant like an unknown route', async () => {
       const o = await setupMailOrg(t, `chkcli${++seq}`);
-      const x = fakeIo({ env: { HMC_TOKEN: o.orgAdmin } });
-      x.fetch = io().fetch;
-      // the io's fetch sends whatever token the client sets: the org admin's
+      const x = inProcessIo(t, o.orgAdmin);
       assert.equal(await main(['check'], x), 1);
       assert.match(x.errors(), /not found|not_found/i);
     });

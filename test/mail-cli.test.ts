@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { main } from '../src/cli/main.js';
-import { fakeIo, type FakeIo } from '../src/cli/fake-io.js';
+import type { FakeIo } from '../src/cli/fake-io.js';
+import { inProcessIo } from './cli-support.js';
 import { DIALECTS } from '../src/store/testing.js';
 import { startTestPlatform, type TestPlatform } from './support.js';
 import { GiB, setupMailOrg, TiB, ensureStores } from './mail-support.js';
@@ -24,22 +25,7 @@ for (const dialect of DIALECTS) {
     });
     after(async () => { await t?.close(); });
 
-    function io(token: string, stdin = ''): FakeIo {
-      const f = fakeIo({ stdin, env: { HMC_TOKEN: token } });
-      // a real pause between polls of a running request: the fake's instant sleep would spin against the server
-      f.sleep = (ms: number) => new Promise((res) => setTimeout(res, Math.min(ms, 50)));
-      f.fetch = (async (input: string | URL | Request, init: RequestInit = {}) => {
-        const u = new URL(String(input));
-        const r = await t.platform.app!.inject({
-          method: (init.method ?? 'GET') as any, url: u.pathname + u.search, headers: init.headers as Record<string, string>,
-          ...(typeof init.body === 'string' ? { payload: init.body } : {}),
-        });
-        const headers = new Headers();
-        for (const [k, v] of Object.entries(r.headers)) if (v !== undefined) headers.set(k, String(v));
-        return new Response(r.statusCode === 204 ? null : new Uint8Array(r.rawPayload), { status: r.statusCode, headers });
-      }) as typeof fetch;
-      return f;
-    }
+    const io = (token: string, stdin = ''): FakeIo => inProcessIo(t, token, stdin);
 
     /** Runs `hmc ... --json` and returns the parsed answer; the exit code must be 0. */
     async function hmc(token: string, argv: string[], stdin = ''): Promise<any> {

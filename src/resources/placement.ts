@@ -67,7 +67,7 @@ async function poolStores(tx: Db, pool: Pool, sharing: StoreSharing): Promise<St
  * (tightPack: least free; minStoreCount: most free; level: lowest fill ratio after, a few of them so
  * growForRecipient compares the ratios exactly). Filtered in SQL, so a grow reads a handful of rows, not the pool.
  */
-async function growthCandidates(tx: Db, pool: Pool, sharing: StoreSharing, orgId: string, bytes: number, algorithm: AllocationAlgorithm, skip: Set<string>): Promise<StoreState[]> {
+export async function growthCandidates(tx: Db, pool: Pool, sharing: StoreSharing, orgId: string, bytes: number, algorithm: AllocationAlgorithm, skip: Set<string>): Promise<StoreState[]> {
   let q = tx.selectFrom('mailstores').select(['id', 'capacity_bytes', 'allocated_bytes', 'sharing', 'state', 'owner_org_id', 'max_mailboxes', 'mailbox_count'])
     .where('purpose', '=', pool).where('sharing', '=', sharing).where('state', '=', 'active')
     .where(sql<boolean>`capacity_bytes - allocated_bytes >= ${bytes}`)
