@@ -15,6 +15,7 @@ import { newId } from '../src/core/ids.js';
 import { SYSTEM } from '../src/core/tenancy.js';
 import { P } from '../src/directory/procedures.js';
 import { PP } from '../src/plans/procedures.js';
+import { RP } from '../src/resources/procedures.js';
 import { DOMAIN_PROCS } from '../src/mail/domains-procedures.js';
 import { MAILBOX_PROCS } from '../src/mail/mailboxes-model.js';
 import { encodeCursor } from '../src/store/page.js';
@@ -53,6 +54,9 @@ async function setup(config: Config, tag: string): Promise<{ tenants: Tenant[]; 
   const platform = await createPlatform(config, { api: false, logger: false, migrate: false, workers: 0 });
   try {
     const e = platform.engine;
+    // where the mailboxes live: ten shared 8 PiB mailstores (the dynamic plan grows each organization on one of them)
+    const srv = (await e.submit<any>(SYSTEM, RP.createServer, { name: `mx-${tag}`, lmtpEndpoint: '127.0.0.1:24', imapEndpoint: '127.0.0.1:143', mailRoot: '/srv/mail' })).result;
+    for (let i = 0; i < 10; i++) await e.submit(SYSTEM, RP.createStore, { serverId: srv.id, name: `store-${i}`, capacityBytes: 2 ** 53 });
     const rsl = (await e.submit<any>(SYSTEM, P.createReseller, { name: `mail-${tag}` })).result;
     const orgPlan = (await e.submit<any>(SYSTEM, PP.createOrgPlan, { name: `org-${tag}`, storageBytes: null, dynamicStorage: true })).result;
     const mbxPlan = (await e.submit<any>(SYSTEM, PP.createMailboxPlan, { name: `mbx-${tag}`, issueWarningQuota: GiB, prohibitSendQuota: GiB, prohibitSendReceiveQuota: 2 * GiB })).result;

@@ -4,7 +4,7 @@ import type { ProcContext } from '../engine/procedure.js';
 import type { Db } from '../store/db.js';
 import { placeRecipient, type Placement } from '../resources/placement.js';
 import { requestDataMove } from '../resources/moves.js';
-import { charge, effectiveMailboxSettings, mailboxCharge, parseFeatures, PROTOCOLS, type MailboxOverrides, type Protocol, type Subscription } from '../plans/limits.js';
+import { charge, checkCounts, effectiveMailboxSettings, mailboxCharge, parseFeatures, PROTOCOLS, type MailboxOverrides, type Protocol, type Subscription } from '../plans/limits.js';
 
 /**
  * A mailbox's effective settings and what the organization is charged for it, computed in one place for
@@ -62,9 +62,9 @@ export async function settleMailboxSettings(
   const protocols = eff.protocols.filter((p) => allowed.includes(p));
   const charged = opts.active ? mailboxCharge(eff) : 0;
   const countDelta = opts.active === opts.was.counted ? 0 : opts.active ? 1 : -1;
-  if (countDelta !== 0) await charge(ctx, s, { mailboxes: countDelta });
+  checkCounts(s, { mailboxes: countDelta }); // a count over the plan refuses before anything is placed
   const storeId = opts.active || opts.was.counted ? await placeRecipient(ctx, s, 'mailbox', opts.was, opts.active ? charged : null, opts.storeId) : opts.was.storeId;
-  await charge(ctx, s, { mailboxBytes: charged - opts.was.charged });
+  await charge(ctx, s, { mailboxes: countDelta, mailboxBytes: charged - opts.was.charged });
   // a new quota that did not fit where the mailbox was (or a restore that found no room there) moved it: its data follows
   const moved = opts.was.storeId !== null && storeId !== opts.was.storeId ? requestDataMove(ctx, opts.row, opts.was.storeId, storeId!) : {};
   return {

@@ -6,7 +6,7 @@ import { conflictOn, liveOrg } from '../directory/procedures.js';
 import { Id } from '../engine/http.js';
 import { defineProcedure, type ProcContext } from '../engine/procedure.js';
 import { placeRecipient } from '../resources/placement.js';
-import { charge, checkFolderQuotaOrder, folderCharge, lockSubscription, requireFeature } from '../plans/limits.js';
+import { charge, checkCounts, checkFolderQuotaOrder, folderCharge, lockSubscription, requireFeature } from '../plans/limits.js';
 import { claimAddress, releaseAddresses, type MailSettings } from './addresses.js';
 import { activeOrgUser, mailGroupIn } from './groups-model.js';
 import {
@@ -66,9 +66,9 @@ export function publicFolderProcedures(settings: MailSettings) {
       checkFolderQuotaOrder(quotas);
       const path = checkPath(`${parent ? parent.path : ''}/${input.name}`);
       const charged = folderCharge(quotas);
-      await charge(ctx, sub, { publicFolders: 1 });
+      checkCounts(sub, { publicFolders: 1 });
       const storeId = await placeRecipient(ctx, sub, 'public_folder', { storeId: null, charged: 0, counted: false }, charged);
-      await charge(ctx, sub, { publicFolderBytes: charged });
+      await charge(ctx, sub, { publicFolders: 1, publicFolderBytes: charged });
       const row = {
         id: newId('publicFolder'), org_id: org.id, reseller_id: org.reseller_id, parent_id: parent?.id ?? null,
         name: input.name, path, issue_warning_quota: quotas.issueWarningQuota, prohibit_post_quota: quotas.prohibitPostQuota,

@@ -154,12 +154,10 @@ const COUNTS: [keyof ChargeDelta, string, string, string][] = [
 ];
 
 /**
- * Apply `delta` to the organization's counters after checking it: a count that grows must stay within
- * the plan's maximum (PLAN_LIMIT); mailbox bytes within the allocation (STORAGE_LIMIT; a dynamic allocation
- * grows before this, when resources/placement.ts places the charge on a store); public-folder bytes within
- * the plan's pool (STORAGE_LIMIT). Decreases are never refused. Mutates `s.sub` so a caller may charge twice.
+ * The counters `delta` leads to, checked against the plan's maxima (PLAN_LIMIT for a count that grows past
+ * its limit); writes nothing, so a procedure can refuse on a count before it places anything.
  */
-export async function charge(ctx: Pick<ProcContext, 'tx' | 'now'>, s: Subscription, delta: ChargeDelta): Promise<void> {
+export function checkCounts(s: Subscription, delta: ChargeDelta): Record<string, number> {
   const set: Record<string, number> = {};
   for (const [k, col, max, what] of COUNTS) {
     const d = delta[k] ?? 0;
@@ -171,6 +169,17 @@ export async function charge(ctx: Pick<ProcContext, 'tx' | 'now'>, s: Subscripti
     }
     set[col] = Math.max(0, next);
   }
+  return set;
+}
+
+/**
+ * Apply `delta` to the organization's counters after checking it: a count that grows must stay within
+ * the plan's maximum (PLAN_LIMIT); mailbox bytes within the allocation (STORAGE_LIMIT; a dynamic allocation
+ * grows before this, when resources/placement.ts places the charge on a store); public-folder bytes within
+ * the plan's pool (STORAGE_LIMIT). Decreases are never refused. Mutates `s.sub` so a caller may charge twice.
+ */
+export async function charge(ctx: Pick<ProcContext, 'tx' | 'now'>, s: Subscription, delta: ChargeDelta): Promise<void> {
+  const set: Record<string, number> = checkCounts(s, delta);
   const alloc = allocationOf(s);
   const mb = delta.mailboxBytes ?? 0;
   if (mb !== 0) {
