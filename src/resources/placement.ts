@@ -88,24 +88,42 @@ const targetOf = (s: Subscription, pool: Pool): number => (pool === 'mailbox' ? 
 
 /** Add bytes to the organization's allocation on stores (taking free dedicated stores), under the pool lock. */
 async function addPieces(ctx: Ctx, s: Subscription, pieces: Piece[], claims: string[]): Promise<void> {
-  const orgId = s.sub.org_id as string;
   for (const p of [...pieces].sort((a, b) => (a.storeId < b.storeId ? -1 : 1))) {
-    const claim = claims.includes(p.storeId);
-    const r = await ctx.tx.updateTable('mailstores')
-      .set({ allocated_bytes: sql`allocated_bytes + ${p.bytes}`, owner_org_id: claim ? orgId : sql`owner_org_id`, updated_at: ctx.now })
-      .where('id', '=', p.storeId)
-      .where(sql<boolean>`allocated_bytes + ${p.bytes} <= capacity_bytes`)
-      .where((eb) => (claim ? eb.and([eb('owner_org_id', 'is', null), eb('allocated_bytes', '=', 0)]) : eb.or([eb('sharing', '=', 'shared'), eb('owner_org_id', '=', orgId)])))
-      .executeTakeFirst();
-    if (Number(r.numUpdatedRows) !== 1) throw Errors.storageLimit(`mailstore ${p.storeId} changed while the allocation was decided; try again`);
-    const has = await ctx.tx.selectFrom('store_allocations').select('org_id').where('org_id', '=', orgId).where('store_id', '=', p.storeId).executeTakeFirst();
-    if (has) {
-      await ctx.tx.updateTable('store_allocations').set({ bytes: sql`bytes + ${p.bytes}` }).where('org_id', '=', orgId).where('store_id', '=', p.storeId).execute();
-    } else {
-      await ctx.tx.insertInto('store_allocations')
-        .values({ org_id: orgId, store_id: p.storeId, reseller_id: s.sub.reseller_id, bytes: p.bytes, charged_bytes: 0, mailbox_count: 0 }).execute();
+    if (!(await growStore(ctx, s.sub.org_id, p.storeId, p.bytes, { claim: claims.includes(p.storeId), count: false }))) {
+      throw Errors.storageLimit(`mailstore ${p.storeId} changed while the allocation was decided; try again`);
     }
+    await upsertPiece(ctx, s, p.storeId, { bytes: p.bytes, charged: 0, count: 0 });
   }
+}
+
+/**
+ * Add `bytes` to a store's allocation (and, with `count`, one recipient to its count) if the row, as it is
+ * now, still allows it: room under the capacity (and max_mailboxes), and for a dedicated store this
+ * organization as its owner, or no owner and nothing allocated when it is claimed. False when it does not.
+ */
+async function growStore(ctx: Ctx, orgId: string, storeId: string, bytes: number, o: { claim: boolean; count: boolean }): Promise<boolean> {
+  let q = ctx.tx.updateTable('mailstores')
+    .set({
+      allocated_bytes: sql`allocated_bytes + ${bytes}`, owner_org_id: o.claim ? orgId : sql`owner_org_id`,
+      ...(o.count ? { mailbox_count: sql`mailbox_count + 1` } : {}), updated_at: ctx.now,
+    })
+    .where('id', '=', storeId)
+    .where(sql<boolean>`allocated_bytes + ${bytes} <= capacity_bytes`)
+    .where((eb) => (o.claim ? eb.and([eb('owner_org_id', 'is', null), eb('allocated_bytes', '=', 0)]) : eb.or([eb('sharing', '=', 'shared'), eb('owner_org_id', '=', orgId)])));
+  if (o.count) q = q.where((eb) => eb.or([eb('max_mailboxes', 'is', null), eb('mailbox_count', '<', eb.ref('max_mailboxes'))]));
+  return Number((await q.executeTakeFirst()).numUpdatedRows) === 1;
+}
+
+/** Add to the organization's piece on a store (made if it has none): bytes, charged bytes, recipients. One statement. */
+async function upsertPiece(ctx: Ctx, s: Subscription, storeId: string, d: { bytes: number; charged: number; count: number }): Promise<void> {
+  await ctx.tx.insertInto('store_allocations')
+    .values({ org_id: s.sub.org_id, store_id: storeId, reseller_id: s.sub.reseller_id, bytes: d.bytes, charged_bytes: d.charged, mailbox_count: d.count })
+    .onConflict((oc) => oc.columns(['org_id', 'store_id']).doUpdateSet({
+      bytes: sql`store_allocations.bytes + excluded.bytes`,
+      charged_bytes: sql`store_allocations.charged_bytes + excluded.charged_bytes`,
+      mailbox_count: sql`store_allocations.mailbox_count + excluded.mailbox_count`,
+    }))
+    .execute();
 }
 
 /**
@@ -229,29 +247,25 @@ export async function placeRecipient(ctx: Ctx, s: Subscription, pool: Pool, was:
     }
     const same = release !== null && target === release.storeId;
     if (growth) {
-      // no pool lock: the conditional UPDATE re-checks the store's room and owner on the row itself; a store
-      // another organization filled meanwhile is skipped and the decision made again
-      try {
-        await addPieces(ctx, s, [{ storeId: growth.storeId, bytes: growth.bytes }], growth.claim ? [growth.storeId] : []);
-      } catch (e) {
-        if (!(e instanceof HmcError) || e.code !== 'STORAGE_LIMIT') throw e;
+      // no pool lock: the conditional UPDATE re-checks the store's room, mailbox slot and owner on the row itself;
+      // a store another organization filled meanwhile is skipped and the decision made again. Store row, piece
+      // and subscription: three statements.
+      if (!(await growStore(ctx, orgId, target, growth.bytes, { claim: growth.claim, count: !same }))) {
         full.add(target);
         continue;
       }
-    }
-    // count it on the store: the step another organization can race for (max_mailboxes)
-    if (!same && !(await countOnStore(ctx, target, 1))) {
-      if (growth) await removePieces(ctx, orgId, [{ storeId: growth.storeId, bytes: growth.bytes }]);
-      full.add(target);
-      if (explicitStoreId !== undefined) throw Errors.storageLimit(`store ${target} holds its maximum of mailboxes`);
-      continue;
-    }
-    if (growth) {
+      await upsertPiece(ctx, s, target, { bytes: growth.bytes, charged: same ? bytes - release.charged : bytes, count: same ? 0 : 1 });
       const grown = BigInt(s.sub.grown_bytes) + BigInt(growth.bytes);
       await ctx.tx.updateTable('org_subscriptions').set({ grown_bytes: Number(grown), updated_at: ctx.now }).where('org_id', '=', orgId).execute();
       s.sub.grown_bytes = Number(grown);
-      const p = pieces.find((x) => x.storeId === growth!.storeId);
-      if (p) p.bytes += growth.bytes;
+      if (!same) await unplace();
+      return target;
+    }
+    // count it on the store: the step another organization can race for (max_mailboxes)
+    if (!same && !(await countOnStore(ctx, target, 1))) {
+      full.add(target);
+      if (explicitStoreId !== undefined) throw Errors.storageLimit(`store ${target} holds its maximum of mailboxes`);
+      continue;
     }
     if (same) {
       await movePiece(ctx, orgId, target, bytes - release.charged, 0);
