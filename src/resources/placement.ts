@@ -237,12 +237,19 @@ export async function placeRecipient(ctx: Ctx, s: Subscription, pool: Pool, was:
       target = here && fitsHere && !full.has(here.storeId) ? here.storeId : placeMailbox(pieces, candidates, bytes, mailboxAlgorithmOf(s), explicitStoreId);
     } catch (e) {
       if (!(e instanceof PlacementError) || e.code !== 'STORAGE_LIMIT' || pool !== 'mailbox' || !allocationOf(s).dynamic || explicitStoreId !== undefined) throw e;
-      // the organization's own stores and the best other store by the algorithm (growForRecipient: a new
-      // store always grows by the whole charge, so only the best of them can win)
-      const others = await growthCandidates(ctx.tx, pool, sharingOf(s), orgId, bytes, algorithmOf(s), full);
-      const own = new Set(stores.map((st) => st.id));
-      const all = [...stores, ...others.filter((st) => !own.has(st.id))].map((st) => (full.has(st.id) ? { ...st, maxMailboxes: 0 } : st));
-      growth = growForRecipient(all, pieces, { orgId, bytes, sharing: sharingOf(s), algorithm: algorithmOf(s) });
+      // growForRecipient prefers the least growth, then the organization's own stores: a new store grows by the
+      // whole charge, an own one by at most that, so when an own store can grow the answer is one of them and
+      // no other store needs reading; otherwise the best other store by the algorithm is all that can win
+      const req = { orgId, bytes, sharing: sharingOf(s), algorithm: algorithmOf(s) };
+      const usable = (list: StoreState[]) => list.map((st) => (full.has(st.id) ? { ...st, maxMailboxes: 0 } : st));
+      try {
+        growth = growForRecipient(usable(stores), pieces, req);
+      } catch (e2) {
+        if (!(e2 instanceof PlacementError) || e2.code !== 'STORAGE_LIMIT') throw e2;
+        const own = new Set(stores.map((st) => st.id));
+        const others = (await growthCandidates(ctx.tx, pool, sharingOf(s), orgId, bytes, algorithmOf(s), full)).filter((st) => !own.has(st.id));
+        growth = growForRecipient(usable([...stores, ...others]), pieces, req);
+      }
       target = growth.storeId;
     }
     const same = release !== null && target === release.storeId;
