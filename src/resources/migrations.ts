@@ -84,4 +84,14 @@ export const resourcesMigrations: Migration[] = [
       `);
     },
   },
+  {
+    id: '0011_mailstore_free_index',
+    async up(db, dialect) {
+      // growthCandidates: the active stores of a pool with at least N bytes free, least (or most) free first,
+      // found by a range scan instead of reading and sorting the pool
+      await runDdl(db, dialect, `
+        CREATE INDEX mailstores_free ON mailstores (purpose, sharing, state, (capacity_bytes - allocated_bytes), id)
+      `);
+    },
+  },
 ];
