@@ -4,6 +4,7 @@ import { directoryMigrations } from './directory/migrations.js';
 import { plansMigrations } from './plans/migrations.js';
 import { mailMigrations } from './mail/migrations.js';
 import { resourcesMigrations } from './resources/migrations.js';
+import { dataplaneMigrations } from './dataplane/migrations.js';
 
 /** Every area's migrations, in the one global order. */
-export const MIGRATIONS: Migration[] = [...engineMigrations, ...directoryMigrations, ...plansMigrations, ...mailMigrations, ...resourcesMigrations].sort((a, b) => a.id.localeCompare(b.id));
+export const MIGRATIONS: Migration[] = [...engineMigrations, ...directoryMigrations, ...plansMigrations, ...mailMigrations, ...resourcesMigrations, ...dataplaneMigrations].sort((a, b) => a.id.localeCompare(b.id));

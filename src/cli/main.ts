@@ -3,6 +3,7 @@ import { pathToFileURL } from 'node:url';
 import { commandHelp, findCommand, overview, parseCommand, synopsis } from './args.js';
 import { makeCtx, type CommandSpec } from './command.js';
 import { checkCommands } from './commands/check.js';
+import { dataplaneCommands } from './commands/dataplane.js';
 import { domainCommands } from './commands/domains.js';
 import { groupCommands } from './commands/groups.js';
 import { importCommands } from './commands/import.js';
@@ -35,6 +36,7 @@ export const COMMANDS: readonly CommandSpec[] = [
   ...importCommands,
   ...resourceCommands,
   ...checkCommands,
+  ...dataplaneCommands,
   ...requestCommands,
 ];
 

@@ -1,0 +1,414 @@
+import { chmodSync, chownSync, mkdirSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { isAbsolute, join, resolve } from 'node:path';
+import { isIP } from 'node:net';
+import { Errors } from '../core/errors.js';
+import type { Db } from '../store/db.js';
+
+/**
+ * Configuration for one mail server's data plane: a Postfix instance (MX) and a Dovecot instance (LMTP,
+ * IMAP, POP3) whose every lookup is a query on the platform database's dp_* views (dataplane/migrations.ts).
+ * Nothing is copied out of the database, so there is nothing to re-render when tenants change; render again
+ * only when the server's endpoints or these options change.
+ *
+ * Layout under `outDir` (absolute paths are written into the files, so render where the files will live):
+ *   dataplane.json                what `up`/`down` need (ports, pid files, mail root, database file)
+ *   postfix/etc/main.cf, master.cf, dp-*.cf (sqlite_table(5) / pgsql_table(5) lookups)
+ *   postfix/spool, postfix/data   queue and data directories (created by Postfix itself)
+ *   dovecot/dovecot.conf, dovecot/sql.conf.ext, dovecot/run (base_dir), dovecot/state (state_dir)
+ *   log/postfix.log, log/dovecot.log
+ *
+ * Listeners bind `listen` (default 127.0.0.1): SMTP on `smtpPort`; LMTP, IMAP and POP3 on the ports of the
+ * server's registered endpoints (an LMTP `unix:` endpoint becomes that socket). Postfix routes each address
+ * through dp_transport, i.e. to the LMTP endpoint of the server its mailbox is placed on.
+ *
+ * Settings from the measured facts (shared/reference/dataplane-facts.md): chroot off everywhere (the SQLite
+ * WAL side files are not reachable from a chroot), own queue/data/base/state directories, logs to files, a
+ * numeric mail uid (0 refused by Dovecot), `virtual_alias_domains` empty, no auth cache (a password or state
+ * change is seen by the next login).
+ */
+
+export type DatabaseLocation = { sqlitePath: string } | { url: string };
+
+export interface RenderOptions {
+  /** Directory the files are written to (created); absolute or relative to the working directory. */
+  outDir: string;
+  /** The platform database Postfix and Dovecot query. */
+  database: DatabaseLocation;
+  /** Port of Postfix's SMTP (MX) listener. */
+  smtpPort: number;
+  /** Address every listener binds (default 127.0.0.1). */
+  listen?: string;
+  /** Postfix myhostname and Dovecot hostname (default `<server>.hmc.invalid`). */
+  hostname?: string;
+  /** Numeric uid/gid owning the maildirs (default 5000; need not exist in /etc/passwd; 0 is refused). */
+  mailUid?: number;
+  mailGid?: number;
+  /** Test and development only: IMAP/POP3 logins in clear text without TLS. */
+  plaintextAuth?: boolean;
+  /** TLS certificate and key (PEM files) for IMAP/POP3 and SMTP STARTTLS; required unless plaintextAuth. */
+  tlsCert?: string;
+  tlsKey?: string;
+}
+
+/** What `render` wrote and what `up`/`down` read back (`dataplane.json`). */
+export interface Manifest {
+  version: 1;
+  server: { id: string; name: string };
+  dir: string;
+  postfixConfigDir: string;
+  postfixPidFile: string;
+  dovecotConfig: string;
+  dovecotPidFile: string;
+  logDir: string;
+  listen: string;
+  /** TCP ports that accept once the instances are up (SMTP, and LMTP/IMAP/POP3 when on TCP). */
+  ports: { smtp: number; lmtp: number | null; imap: number; pop3: number | null };
+  mailRoot: string;
+  mailUid: number;
+  mailGid: number;
+  /** SQLite: the database file, which `up` makes group-writable for the postfix group (WAL side files). */
+  sqlitePath: string | null;
+}
+
+interface ServerRow {
+  id: string;
+  name: string;
+  lmtp_endpoint: string;
+  imap_endpoint: string;
+  pop_endpoint: string | null;
+  mail_root: string;
+}
+
+/** A path written into a config file: absolute, no whitespace, quotes, `$`, `%` or `#`. */
+const SAFE_PATH = /^\/[A-Za-z0-9._/@+=,:-]*$/;
+/** A database name, user or host in a connect string. */
+const SAFE_WORD = /^[A-Za-z0-9._-]+$/;
+
+function safePath(p: string, what: string): string {
+  const abs = resolve(p);
+  if (!SAFE_PATH.test(abs)) throw Errors.invalidRequest(`${what} "${abs.slice(0, 100)}" may contain only letters, digits and . _ / @ + = , : -`);
+  return abs;
+}
+
+function port(n: number, what: string): number {
+  if (!Number.isInteger(n) || n < 1 || n > 65535) throw Errors.invalidRequest(`${what} must be a port 1-65535, got ${n}`);
+  return n;
+}
+
+/** The port of a canonical `host:port` / `inet:host:port` endpoint (resources/model.ts). */
+function endpointPort(endpoint: string, what: string): number {
+  const m = /:(\d+)$/.exec(endpoint);
+  if (!m) throw Errors.invalidRequest(`${what} "${endpoint}" has no port`);
+  return port(Number(m[1]), what);
+}
+
+/** PostgreSQL connection fields from a postgres:// URL, refusing characters the config files cannot carry. */
+export function pgConnection(url: string): { host: string; port: number; dbname: string; user: string; password: string } {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    throw Errors.invalidRequest('the database URL is not a URL');
+  }
+  if (u.protocol !== 'postgres:' && u.protocol !== 'postgresql:') throw Errors.invalidRequest('the database URL must be postgres://');
+  const host = u.hostname.replace(/^\[(.*)\]$/, '$1') || '127.0.0.1';
+  const dbname = decodeURIComponent(u.pathname.replace(/^\//, '')) || 'postgres';
+  const user = decodeURIComponent(u.username) || 'postgres';
+  const password = decodeURIComponent(u.password);
+  for (const [k, v] of Object.entries({ host, dbname, user })) {
+    if (!SAFE_WORD.test(v) && !(k === 'host' && isIP(v) === 6)) throw Errors.invalidRequest(`the database ${k} "${v}" may contain only letters, digits and . _ -`);
+  }
+  // eslint-disable-next-line no-control-regex
+  if (/[\s"'\\$%#\u0000-\u001f]/.test(password)) throw Errors.invalidRequest('the database password may not contain spaces, quotes, backslashes, $, % or #');
+  return { host, port: u.port ? Number(u.port) : 5432, dbname, user, password };
+}
+
+/** The postfix group's id (file ownership for the lookup files, which may hold the database password). */
+function postfixGid(): number | null {
+  try {
+    const line = execFileSync('getent', ['group', 'postfix'], { encoding: 'utf8' });
+    const gid = Number(line.split(':')[2]);
+    return Number.isInteger(gid) ? gid : null;
+  } catch {
+    return null;
+  }
+}
+
+/** Read the server by name and write its data plane configuration to `opts.outDir`. */
+export async function renderDataplane(db: Db, serverName: string, opts: RenderOptions): Promise<Manifest> {
+  const server = (await db.selectFrom('mail_servers').select(['id', 'name', 'lmtp_endpoint', 'imap_endpoint', 'pop_endpoint', 'mail_root'])
+    .where('name', '=', serverName).executeTakeFirst()) as ServerRow | undefined;
+  if (!server) throw Errors.notFound(`no mail server named "${serverName}"`);
+  const files = renderFiles(server, opts);
+  const dir = files.manifest.dir;
+  const gid = postfixGid();
+  for (const d of ['', 'postfix', 'postfix/etc', 'postfix/spool', 'dovecot', 'dovecot/run', 'dovecot/state', 'log']) {
+    mkdirSync(join(dir, d), { recursive: true });
+    chmodSync(join(dir, d), 0o755); // the postfix user and the mail uid pass through
+  }
+  for (const [rel, f] of Object.entries(files.files)) {
+    const p = join(dir, rel);
+    writeFileSync(p, f.text, { mode: f.mode });
+    chmodSync(p, f.mode);
+    if (f.group === 'postfix' && gid !== null && process.getuid?.() === 0) chownSync(p, 0, gid);
+  }
+  return files.manifest;
+}
+
+interface OutFile {
+  text: string;
+  mode: number;
+  group?: 'postfix';
+}
+
+/** The configuration files (path relative to outDir → content); pure, for tests and `renderDataplane`. */
+export function renderFiles(server: ServerRow, opts: RenderOptions): { manifest: Manifest; files: Record<string, OutFile> } {
+  const dir = safePath(opts.outDir, 'the output directory');
+  const listen = opts.listen ?? '127.0.0.1';
+  if (isIP(listen) === 0) throw Errors.invalidRequest(`listen address "${listen}" must be an IP address`);
+  const v6 = isIP(listen) === 6;
+  const anyAddr = listen === '0.0.0.0' || listen === '::';
+  const hostname = opts.hostname ?? `${server.name.toLowerCase().replace(/[^a-z0-9-]+/g, '-')}.hmc.invalid`;
+  if (!/^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)+$/i.test(hostname)) throw Errors.invalidRequest(`hostname "${hostname}" must be a fully-qualified domain name`);
+  const mailUid = opts.mailUid ?? 5000;
+  const mailGid = opts.mailGid ?? mailUid;
+  for (const [k, v] of Object.entries({ mailUid, mailGid })) {
+    if (!Number.isInteger(v) || v < 1 || v > 2 ** 31 - 2) throw Errors.invalidRequest(`${k} must be a positive numeric id (Dovecot refuses 0), got ${v}`);
+  }
+  if (!opts.plaintextAuth && !(opts.tlsCert && opts.tlsKey)) {
+    throw Errors.invalidRequest('give a TLS certificate and key, or allow plaintext logins (tests and development only)');
+  }
+  const tlsCert = opts.tlsCert ? safePath(opts.tlsCert, 'the TLS certificate') : null;
+  const tlsKey = opts.tlsKey ? safePath(opts.tlsKey, 'the TLS key') : null;
+  const smtpPort = port(opts.smtpPort, 'the SMTP port');
+  const imapPort = endpointPort(server.imap_endpoint, 'the IMAP endpoint');
+  const pop3Port = server.pop_endpoint ? endpointPort(server.pop_endpoint, 'the POP3 endpoint') : null;
+  const lmtpUnix = server.lmtp_endpoint.startsWith('unix:') ? safePath(server.lmtp_endpoint.slice(5), 'the LMTP socket') : null;
+  const lmtpPort = lmtpUnix ? null : endpointPort(server.lmtp_endpoint, 'the LMTP endpoint');
+  const taken = [smtpPort, imapPort, pop3Port, lmtpPort].filter((p): p is number => p !== null);
+  if (new Set(taken).size !== taken.length) throw Errors.invalidRequest(`the SMTP, LMTP, IMAP and POP3 ports must differ: ${taken.join(', ')}`);
+  if (!isAbsolute(server.mail_root)) throw Errors.invalidRequest('the mail root must be absolute');
+
+  const pf = join(dir, 'postfix');
+  const etc = join(pf, 'etc');
+  const dv = join(dir, 'dovecot');
+  const logDir = join(dir, 'log');
+  const sqlitePath = 'sqlitePath' in opts.database ? safePath(opts.database.sqlitePath, 'the SQLite database') : null;
+  const pg = 'url' in opts.database ? pgConnection(opts.database.url) : null;
+
+  // ---- Postfix lookup tables: one query per map on the dp_* views; Postfix quotes %s ----
+  const mapKind = sqlitePath ? 'sqlite' : 'pgsql';
+  const mapHead = sqlitePath
+    ? `dbpath = ${sqlitePath}\n`
+    : `hosts = inet:${pg!.host.includes(':') ? `[${pg!.host}]` : pg!.host}:${pg!.port}\nuser = ${pg!.user}\npassword = ${pg!.password}\ndbname = ${pg!.dbname}\n`;
+  const maps: Record<string, string> = {
+    'dp-virtual-domains.cf': "SELECT domain FROM dp_virtual_domains WHERE domain = '%s'",
+    'dp-virtual-mailboxes.cf': "SELECT maildir FROM dp_virtual_mailbox_maps WHERE address = '%s'",
+    'dp-transport.cf': "SELECT transport FROM dp_transport WHERE address = '%s'",
+  };
+  const mapRef = (f: string) => `${mapKind}:${join(etc, f)}`;
+  const files: Record<string, OutFile> = {};
+  for (const [f, q] of Object.entries(maps)) {
+    files[`postfix/etc/${f}`] = { text: `# HMC data plane lookup (generated by hmc dataplane render)\n${mapHead}query = ${q}\n`, mode: 0o640, group: 'postfix' };
+  }
+
+  const smtpdTls = tlsCert && tlsKey
+    ? `smtpd_tls_cert_file = ${tlsCert}\nsmtpd_tls_key_file = ${tlsKey}\nsmtpd_tls_security_level = may\n`
+    : 'smtpd_tls_security_level = none\n';
+  files['postfix/etc/main.cf'] = {
+    mode: 0o644,
+    text: `# HMC data plane: Postfix for mail server ${server.name} (generated by hmc dataplane render)
+compatibility_level = 3.6
+queue_directory = ${join(pf, 'spool')}
+data_directory = ${join(pf, 'data')}
+mail_owner = postfix
+setgid_group = postdrop
+maillog_file = ${join(logDir, 'postfix.log')}
+maillog_file_prefixes = ${dir}
+syslog_name = postfix-hmc
+myhostname = ${hostname}
+mydomain = ${hostname.split('.').slice(1).join('.')}
+myorigin = $myhostname
+mydestination =
+local_transport = error:5.1.1 local delivery disabled
+alias_maps =
+alias_database =
+biff = no
+inet_interfaces = ${anyAddr ? 'all' : listen}
+inet_protocols = ${v6 ? 'all' : 'ipv4'}
+mynetworks = ${v6 ? '[::1]/128' : '127.0.0.0/8'}
+smtpd_peername_lookup = no
+smtp_host_lookup = native
+lmtp_host_lookup = native
+${smtpdTls}
+# hosted domains and mailboxes: unknown recipients are refused at RCPT (550 5.1.1)
+virtual_mailbox_domains = ${mapRef('dp-virtual-domains.cf')}
+virtual_mailbox_maps = ${mapRef('dp-virtual-mailboxes.cf')}
+virtual_alias_domains =
+virtual_alias_maps =
+# each address to the LMTP endpoint of its mailbox's mail server
+transport_maps = ${mapRef('dp-transport.cf')}
+# only reached by an address that lost its route after RCPT (mailbox disabled or moved meanwhile): a socket
+# nothing listens on, so the mail is deferred and retried, not bounced. (An error: or retry: transport here
+# would make smtpd answer every unknown recipient with its text instead of "User unknown".)
+virtual_transport = lmtp:unix:${join(pf, 'spool', 'no-mailstore-route')}
+smtpd_relay_restrictions = reject_unauth_destination
+smtpd_recipient_restrictions = reject_unauth_destination
+`,
+  };
+  const listenAt = v6 ? `[${listen}]` : listen;
+  files['postfix/etc/master.cf'] = {
+    mode: 0o644,
+    text: `# HMC data plane: Postfix services (generated by hmc dataplane render). chroot = n everywhere.
+# service type  private unpriv  chroot  wakeup  maxproc command
+${listenAt}:${smtpPort} inet n - n - - smtpd
+pickup    unix  n       -       n       60      1       pickup
+cleanup   unix  n       -       n       -       0       cleanup
+qmgr      unix  n       -       n       300     1       qmgr
+tlsmgr    unix  -       -       n       1000?   1       tlsmgr
+rewrite   unix  -       -       n       -       -       trivial-rewrite
+bounce    unix  -       -       n       -       0       bounce
+defer     unix  -       -       n       -       0       bounce
+trace     unix  -       -       n       -       0       bounce
+verify    unix  -       -       n       -       1       verify
+flush     unix  n       -       n       1000?   0       flush
+proxymap  unix  -       -       n       -       -       proxymap
+proxywrite unix -       -       n       -       1       proxymap
+smtp      unix  -       -       n       -       -       smtp
+relay     unix  -       -       n       -       -       smtp
+showq     unix  n       -       n       -       -       showq
+error     unix  -       -       n       -       -       error
+retry     unix  -       -       n       -       -       error
+discard   unix  -       -       n       -       -       discard
+lmtp      unix  -       -       n       -       -       lmtp
+anvil     unix  -       -       n       -       1       anvil
+scache    unix  -       -       n       -       1       scache
+postlog   unix-dgram n  -       n       -       1       postlogd
+`,
+  };
+
+  // ---- Dovecot: passdb/userdb on dp_users, only this server's users ----
+  const serverFilter = `server_id = '${server.id.replace(/'/g, "''")}'`;
+  const connect = sqlitePath
+    ? `driver = sqlite\nconnect = ${sqlitePath}\n`
+    : `driver = pgsql\nconnect = host=${pg!.host} port=${pg!.port} dbname=${pg!.dbname} user=${pg!.user}${pg!.password ? ` password=${pg!.password}` : ''}\n`;
+  files['dovecot/sql.conf.ext'] = {
+    mode: 0o600,
+    text: `# HMC data plane: Dovecot SQL lookups (generated by hmc dataplane render)
+${connect}default_pass_scheme = BLF-CRYPT
+password_query = SELECT login AS user, password FROM dp_users WHERE login = '%Lu' AND ${serverFilter}
+user_query = SELECT home, ${mailUid} AS uid, ${mailGid} AS gid, '*:bytes=' || quota_bytes AS quota_rule FROM dp_users WHERE login = '%Lu' AND ${serverFilter}
+iterate_query = SELECT login AS user FROM dp_users WHERE ${serverFilter}
+`,
+  };
+  const protocols = ['imap', 'lmtp', ...(pop3Port ? ['pop3'] : [])].join(' ');
+  const ssl = tlsCert && tlsKey ? `ssl = required\nssl_cert = <${tlsCert}\nssl_key = <${tlsKey}\n` : 'ssl = no\n';
+  const lmtpListener = lmtpUnix
+    ? `  unix_listener ${lmtpUnix} {\n    mode = 0666\n  }\n`
+    : `  inet_listener lmtp {\n    port = ${lmtpPort}\n  }\n`;
+  files['dovecot/dovecot.conf'] = {
+    mode: 0o644,
+    text: `# HMC data plane: Dovecot for mail server ${server.name} (generated by hmc dataplane render)
+instance_name = hmc-${server.id}
+base_dir = ${join(dv, 'run')}
+state_dir = ${join(dv, 'state')}
+log_path = ${join(logDir, 'dovecot.log')}
+listen = ${listen}
+protocols = ${protocols}
+hostname = ${hostname}
+postmaster_address = postmaster@${hostname}
+${ssl}disable_plaintext_auth = ${opts.plaintextAuth ? 'no' : 'yes'}
+auth_mechanisms = plain login
+# no auth cache: a password, state or quota change is seen by the next lookup
+auth_cache_size = 0
+
+mail_uid = ${mailUid}
+mail_gid = ${mailGid}
+first_valid_uid = ${mailUid}
+last_valid_uid = ${mailUid}
+first_valid_gid = ${mailGid}
+last_valid_gid = ${mailGid}
+mail_location = maildir:~/Maildir
+
+passdb {
+  driver = sql
+  args = ${join(dv, 'sql.conf.ext')}
+}
+userdb {
+  driver = sql
+  args = ${join(dv, 'sql.conf.ext')}
+}
+
+namespace inbox {
+  inbox = yes
+  separator = /
+  mailbox Drafts {
+    special_use = \\Drafts
+    auto = subscribe
+  }
+  mailbox Sent {
+    special_use = \\Sent
+    auto = subscribe
+  }
+  mailbox Junk {
+    special_use = \\Junk
+    auto = subscribe
+  }
+  mailbox Trash {
+    special_use = \\Trash
+    auto = subscribe
+  }
+}
+
+# per-user hard quota from userdb (dp_users.quota_bytes = prohibit_send_receive_quota)
+mail_plugins = $mail_plugins quota
+protocol imap {
+  mail_plugins = $mail_plugins imap_quota
+}
+plugin {
+  quota = count:User quota
+  quota_vsizes = yes
+  quota_rule = *:storage=0
+}
+
+service imap-login {
+  inet_listener imap {
+    port = ${imapPort}
+  }
+  inet_listener imaps {
+    port = 0
+  }
+}
+service pop3-login {
+  inet_listener pop3 {
+    port = ${pop3Port ?? 0}
+  }
+  inet_listener pop3s {
+    port = 0
+  }
+}
+service lmtp {
+${lmtpListener}}
+`,
+  };
+
+  const manifest: Manifest = {
+    version: 1,
+    server: { id: server.id, name: server.name },
+    dir,
+    postfixConfigDir: etc,
+    postfixPidFile: join(pf, 'spool', 'pid', 'master.pid'),
+    dovecotConfig: join(dv, 'dovecot.conf'),
+    dovecotPidFile: join(dv, 'run', 'master.pid'),
+    logDir,
+    listen,
+    ports: { smtp: smtpPort, lmtp: lmtpPort, imap: imapPort, pop3: pop3Port },
+    mailRoot: server.mail_root,
+    mailUid,
+    mailGid,
+    sqlitePath,
+  };
+  files['dataplane.json'] = { mode: 0o600, text: `${JSON.stringify(manifest, null, 2)}\n` };
+  return { manifest, files };
+}
