@@ -412,16 +412,18 @@ export interface Growth {
  * owned by the organization or free) and the store's free bytes cover the growth. Least growth wins; on a
  * tie, a store where the organization already is, then the algorithm's order (tightPack: least free;
  * level: lowest fill ratio after; minStoreCount: most free), then the store id. STORAGE_LIMIT when no single
- * store can take it or the organization would pass 2^53 bytes.
+ * store can take it or the organization would pass 2^53 bytes (`req.held`: what it holds, when `pieces` are
+ * only the ones that can matter).
  */
 export function growForRecipient(
   stores: readonly StoreState[],
   pieces: readonly OrgPiece[],
-  req: { orgId: string; bytes: number; sharing: StoreSharing; algorithm: AllocationAlgorithm },
+  req: { orgId: string; bytes: number; sharing: StoreSharing; algorithm: AllocationAlgorithm; held?: number },
 ): Growth {
   const need = requested(req.bytes, 'the charge');
-  let held = 0n;
-  for (const p of pieces) held += big(p.bytes, `piece on ${p.storeId}`);
+  // what the organization holds in all (callers that pass only the pieces that matter say it)
+  let held = req.held !== undefined ? big(req.held, 'held bytes') : 0n;
+  if (req.held === undefined) for (const p of pieces) held += big(p.bytes, `piece on ${p.storeId}`);
   const own = new Map(pieces.map((p) => [p.storeId, p]));
   const o = ORDERS[req.algorithm];
   if (o === undefined) fail(PLACEMENT_CODES.invalidRequest, `unknown algorithm ${String(req.algorithm)}`);

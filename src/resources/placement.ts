@@ -46,11 +46,25 @@ async function lockPool(ctx: Ctx, pool: Pool): Promise<void> {
 }
 
 /** The organization's pieces in a pool and the stores they are on (fresh rows, read in this transaction). */
-export async function orgPieces(tx: Db, orgId: string, pool: Pool): Promise<{ pieces: OrgPiece[]; stores: StoreState[] }> {
-  const rows = await tx.selectFrom('store_allocations as a').innerJoin('mailstores as s', 's.id', 'a.store_id')
+export async function orgPieces(
+  tx: Db, orgId: string, pool: Pool, usefulFor?: { bytes: number; storeId: string | null },
+): Promise<{ pieces: OrgPiece[]; stores: StoreState[] }> {
+  let q = tx.selectFrom('store_allocations as a').innerJoin('mailstores as s', 's.id', 'a.store_id')
     .select(['a.store_id', 'a.bytes', 'a.charged_bytes', 'a.mailbox_count as piece_count', 's.id', 's.capacity_bytes', 's.allocated_bytes', 's.sharing', 's.state',
       's.owner_org_id', 's.max_mailboxes', 's.mailbox_count'])
-    .where('a.org_id', '=', orgId).where('s.purpose', '=', pool).orderBy('a.store_id').execute();
+    .where('a.org_id', '=', orgId).where('s.purpose', '=', pool);
+  if (usefulFor) {
+    // only the pieces a placement of `bytes` can use: the one it is on now, those with the bytes uncharged,
+    // and those whose store could grow them by the rest (an organization that grew over many nearly full
+    // stores otherwise reads them all on every create)
+    const { bytes, storeId } = usefulFor;
+    q = q.where((eb) => eb.or([
+      ...(storeId ? [eb('a.store_id', '=', storeId)] : []),
+      eb(sql`a.bytes - a.charged_bytes`, '>=', bytes),
+      eb(sql`s.capacity_bytes - s.allocated_bytes + a.bytes - a.charged_bytes`, '>=', bytes),
+    ]));
+  }
+  const rows = await q.orderBy('a.store_id').execute();
   return {
     pieces: rows.map((r) => ({ storeId: r.store_id, bytes: Number(r.bytes), chargedBytes: Number(r.charged_bytes), mailboxCount: Number(r.piece_count) })),
     stores: rows.map(toState),
@@ -198,7 +212,8 @@ async function movePiece(ctx: Ctx, orgId: string, storeId: string, charged: numb
  */
 export async function placeRecipient(ctx: Ctx, s: Subscription, pool: Pool, was: Placement, bytes: number | null, explicitStoreId?: string): Promise<string | null> {
   const orgId = s.sub.org_id as string;
-  const { pieces, stores } = await orgPieces(ctx.tx, orgId, pool);
+  // an explicit store is looked at whatever its room (its refusal says why)
+  const { pieces, stores } = await orgPieces(ctx.tx, orgId, pool, explicitStoreId === undefined && bytes !== null ? { bytes, storeId: was.storeId } : undefined);
   const release = was.counted && was.storeId !== null ? was : null;
   if (release) {
     const p = pieces.find((x) => x.storeId === release.storeId);
@@ -240,7 +255,7 @@ export async function placeRecipient(ctx: Ctx, s: Subscription, pool: Pool, was:
       // growForRecipient prefers the least growth, then the organization's own stores: a new store grows by the
       // whole charge, an own one by at most that, so when an own store can grow the answer is one of them and
       // no other store needs reading; otherwise the best other store by the algorithm is all that can win
-      const req = { orgId, bytes, sharing: sharingOf(s), algorithm: algorithmOf(s) };
+      const req = { orgId, bytes, sharing: sharingOf(s), algorithm: algorithmOf(s), held: allocationOf(s).mailboxBytes };
       const usable = (list: StoreState[]) => list.map((st) => (full.has(st.id) ? { ...st, maxMailboxes: 0 } : st));
       try {
         growth = growForRecipient(usable(stores), pieces, req);
