@@ -337,6 +337,27 @@ for (const dialect of DIALECTS) {
       assert.equal(existsSync(dataOf('a')), false);
     });
 
+    test('moves: a copy that fails for good puts the mailbox back where its data is, charge and allocation included', async () => {
+      const l = await layout(await fresh(), [['a', 10 * GiB], ['b', 10 * GiB]]);
+      const o = await setupMailOrg(t, 'stuck', { storageBytes: 4 * GiB, publicFolderBytes: 0, defaultStores: false });
+      const m = await t.ok('POST', `${o.orgUrl}/mailboxes`, { kind: 'shared', primaryAddress: `stuck@${o.domainName}`, planId: o.mailboxPlanId });
+      const dataOf = (store: string) => join(t.config.mailstoreFilesRoot, l.id[store]!, o.org.id, m.id);
+      mkdirSync(dataOf('a'), { recursive: true });
+      writeFileSync(join(dataOf('a'), 'keep.eml'), 'x');
+      // a file where store b's directory belongs: the copy cannot succeed, whatever the retries
+      mkdirSync(t.config.mailstoreFilesRoot, { recursive: true });
+      writeFileSync(join(t.config.mailstoreFilesRoot, l.id.b!), 'in the way');
+      const r = await t.call('POST', `${o.orgUrl}/mailboxes/${m.id}/move`, { body: { storeId: l.id.b } });
+      const done = await t.settle(r.headers['hmc-request-id'] as string);
+      assert.notEqual(done.state, 'succeeded', JSON.stringify(done));
+      assert.deepEqual(await pieces(l, o.org.id), { a: 4 * GiB }, 'the allocation went back');
+      const res = (await t.ok('GET', `${ORGS}/${o.org.id}/resources`)).stores.map((x: any) => [x.storeId, x.chargedBytes, x.mailboxCount]);
+      assert.deepEqual(res, [[l.id.a, GiB, 1]]);
+      assert.deepEqual([(await store(l, 'a')).mailboxCount, (await store(l, 'b')).mailboxCount, (await store(l, 'b')).allocatedBytes], [1, 0, 0]);
+      assert.equal(readFileSync(join(dataOf('a'), 'keep.eml'), 'utf8'), 'x', 'the data never left');
+      assert.deepEqual((await t.ok('GET', `/api/v1/mailstores/${l.id.a}/recipients`)).items.map((x: any) => x.id), [m.id]);
+    });
+
     test('moves: all of an organization\'s mailboxes in one batch request, one item per mailbox', async () => {
       const l = await layout(await fresh(), [['a', 10 * GiB], ['b', 10 * GiB]]);
       const o = await setupMailOrg(t, 'bulk', { storageBytes: 5 * GiB, publicFolderBytes: 0, defaultStores: false });

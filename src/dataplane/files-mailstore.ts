@@ -22,15 +22,22 @@ export function createFilesMailstore(root: string): MailboxDataProvider & { path
       const src = pathOf(from);
       const dst = pathOf(to);
       if (src === dst) return;
-      if (!(await isDir(dst)) && (await isDir(src))) {
-        const part = `${dst}.part`;
-        await rm(part, { recursive: true, force: true }); // a copy a crash left half-done
-        await mkdir(dirname(part), { recursive: true, mode: 0o700 });
-        await cp(src, part, { recursive: true, errorOnExist: false, force: true, preserveTimestamps: true });
-        if (ctx.signal.aborted) throw Errors.unavailable('lease lost during the copy', { retryable: true });
-        await rename(part, dst);
+      try {
+        if (!(await isDir(dst)) && (await isDir(src))) {
+          const part = `${dst}.part`;
+          await rm(part, { recursive: true, force: true }); // a copy a crash left half-done
+          await mkdir(dirname(part), { recursive: true, mode: 0o700 });
+          await cp(src, part, { recursive: true, errorOnExist: false, force: true, preserveTimestamps: true });
+          if (ctx.signal.aborted) throw Errors.unavailable('lease lost during the copy', { retryable: true });
+          await rename(part, dst);
+        }
+        await rm(src, { recursive: true, force: true });
+      } catch (e) {
+        const code = (e as NodeJS.ErrnoException).code;
+        // something that is not ours is in the way (a file where a directory belongs): retrying will not help
+        if (code === 'ENOTDIR' || code === 'EEXIST') throw Errors.backendFailed(`cannot move ${src} to ${dst}: ${code}`, { retryable: false, cause: e });
+        throw e; // EIO, ENOSPC, …: retryable
       }
-      await rm(src, { recursive: true, force: true });
     },
   };
 }

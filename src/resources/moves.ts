@@ -5,7 +5,7 @@ import type { Engine, JobHandler } from '../engine/engine.js';
 import { Id } from '../engine/http.js';
 import { liveOrg } from '../directory/procedures.js';
 import { lockSubscription } from '../plans/limits.js';
-import { moveRecipient } from './placement.js';
+import { moveRecipient, returnAllocation } from './placement.js';
 import type { MailboxDataProvider } from './ports.js';
 
 /**
@@ -31,6 +31,8 @@ interface MovePayload {
   mailboxId: string;
   from: string;
   to: string;
+  /** Bytes of allocation the move took from `from` to `to` (the compensation gives them back). */
+  allocationMoved?: number;
 }
 
 async function lockedMailbox(ctx: ProcContext, orgId: string, mailboxId: string): Promise<any> {
@@ -74,10 +76,10 @@ export const moveMailbox = defineProcedure({
     const store = await ctx.tx.selectFrom('mailstores').select(['id', 'purpose']).where('id', '=', input.storeId).executeTakeFirst();
     if (!store || store.purpose !== 'mailbox') throw Errors.invalidSources(`store ${input.storeId} is not a mailbox store`);
     const s = await lockSubscription(ctx, org.id);
-    const to = await moveRecipient(ctx, s, { storeId: before.store_id, charged: Number(before.charged_bytes), counted: true }, input.storeId);
+    const { storeId: to, allocationMoved } = await moveRecipient(ctx, s, { storeId: before.store_id, charged: Number(before.charged_bytes), counted: true }, input.storeId);
     const set = { store_id: to, ...requestDataMove(ctx, before, before.store_id, to), updated_at: ctx.now };
     await ctx.tx.updateTable('mailboxes').set(set).where('id', '=', before.id).execute();
-    const payload: MovePayload = { orgId: org.id, mailboxId: before.id, from: before.store_id, to };
+    const payload: MovePayload = { orgId: org.id, mailboxId: before.id, from: before.store_id, to, allocationMoved };
     ctx.compensation(payload);
     const after = { ...before, ...set };
     ctx.diff(view(before), view(after));
@@ -90,7 +92,9 @@ export const moveMailbox = defineProcedure({
     if (!m || m.store_id !== data.to || m.moving_from !== data.from) return;
     if (m.state === 'active') {
       const s = await lockSubscription(ctx, data.orgId);
-      await moveRecipient(ctx, s, { storeId: data.to, charged: Number(m.charged_bytes), counted: true }, data.from);
+      const back = await moveRecipient(ctx, s, { storeId: data.to, charged: Number(m.charged_bytes), counted: true }, data.from);
+      // the allocation that came along goes back too (unless moving back already brought it)
+      if (back.allocationMoved === 0) await returnAllocation(ctx, s, data.to, data.from, data.allocationMoved ?? 0);
     }
     await ctx.tx.updateTable('mailboxes').set({ store_id: data.from, moving_from: null, updated_at: ctx.now }).where('id', '=', m.id).execute();
   },

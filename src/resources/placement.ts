@@ -307,7 +307,7 @@ export async function placeRecipient(ctx: Ctx, s: Subscription, pool: Pool, was:
  * allocation is unchanged. The target must be an active mailbox store of the plan's sharing with the free
  * bytes and a mailbox slot (STORAGE_LIMIT), not another organization's dedicated store (dedicated_store_held).
  */
-export async function moveRecipient(ctx: Ctx, s: Subscription, was: Placement, targetStoreId: string): Promise<string> {
+export async function moveRecipient(ctx: Ctx, s: Subscription, was: Placement, targetStoreId: string): Promise<{ storeId: string; allocationMoved: number }> {
   const orgId = s.sub.org_id as string;
   if (!was.counted || was.storeId === null) throw Errors.stateConflict('only an active, placed mailbox can move');
   const { pieces } = await orgPieces(ctx.tx, orgId, 'mailbox');
@@ -322,9 +322,27 @@ export async function moveRecipient(ctx: Ctx, s: Subscription, was: Placement, t
     // the old piece gives the bytes up after the mailbox's charge has left it (placeRecipient below)
     const placed = await placeRecipient(ctx, s, 'mailbox', was, was.charged, targetStoreId);
     await removePieces(ctx, orgId, [{ storeId: was.storeId, bytes: Number(need) }]);
-    return placed as string;
+    return { storeId: placed as string, allocationMoved: Number(need) };
   }
-  return (await placeRecipient(ctx, s, 'mailbox', was, was.charged, targetStoreId)) as string;
+  return { storeId: (await placeRecipient(ctx, s, 'mailbox', was, was.charged, targetStoreId)) as string, allocationMoved: 0 };
+}
+
+/**
+ * Give back `bytes` of allocation that a move took from store `from` to store `to` (the undo of a move that
+ * failed): only when the organization's piece on `to` has them uncharged and `from` still has the room; if
+ * another organization took that room meanwhile the allocation stays on `to` (consistent, and `hmc check` clean).
+ */
+export async function returnAllocation(ctx: Ctx, s: Subscription, to: string, from: string, bytes: number): Promise<boolean> {
+  if (bytes <= 0) return true;
+  const orgId = s.sub.org_id as string;
+  await lockPool(ctx, 'mailbox');
+  const { pieces } = await orgPieces(ctx.tx, orgId, 'mailbox');
+  const p = pieces.find((x) => x.storeId === to);
+  if (!p || BigInt(p.bytes) - BigInt(p.chargedBytes) < BigInt(bytes)) return false;
+  if (!(await growStore(ctx, orgId, from, bytes, { claim: false, count: false }))) return false;
+  await upsertPiece(ctx, s, from, { bytes, charged: 0, count: 0 });
+  await removePieces(ctx, orgId, [{ storeId: to, bytes }]);
+  return true;
 }
 
 /**
