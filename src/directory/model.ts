@@ -2,7 +2,7 @@ import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { displayDomain, DISPLAY_NAME_PATTERN, SLUG_PATTERN } from '../core/names.js';
 import { ROLES } from '../core/tenancy.js';
 import { iso } from '../core/time.js';
-import { Id } from '../engine/http.js';
+import { Id, Nullable } from '../engine/http.js';
 
 export { Id, iso };
 
@@ -22,7 +22,6 @@ export const PasswordHash = Type.String({ minLength: 1, maxLength: 1024, descrip
 export const UserRole = Type.Union([Type.Literal('user'), Type.Literal('organization_helpdesk'), Type.Literal('organization_admin')]);
 export const AnyRole = Type.Union(ROLES.map((r) => Type.Literal(r)));
 export const Timestamp = Type.String({ format: 'date-time' });
-const Nullable = <T extends TSchema>(t: T) => Type.Union([t, Type.Null()]);
 
 // ---- inputs ----
 export const ResellerRef = Type.Object({ resellerId: Id('rsl') }, strict);

@@ -40,6 +40,9 @@ export const STATUS: Record<ErrorKind, number> = {
 /** An id of one kind (`usr`, `org`, ...) in a schema. */
 export const Id = (prefix: string) => Type.String({ pattern: idPattern(prefix), maxLength: 30, description: `${prefix}_ id` });
 
+/** A schema that also accepts null. */
+export const Nullable = <T extends TSchema>(t: T) => Type.Union([t, Type.Null()]);
+
 export const ListQuery = {
   limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 1000, description: 'page size (default 50)' })),
   cursor: Type.Optional(Type.String({ maxLength: 200, description: 'the `next` value of the previous page' })),

@@ -2,7 +2,7 @@ import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { displayDomain } from '../core/names.js';
 import { iso } from '../core/time.js';
 import { DomainName } from '../directory/model.js';
-import { Id } from '../engine/http.js';
+import { Id, Nullable } from '../engine/http.js';
 
 /**
  * Accepted domains: a directory domain of an organization made a mail domain (authoritative: its
@@ -13,7 +13,6 @@ import { Id } from '../engine/http.js';
  */
 
 const strict = { additionalProperties: false } as const;
-const Nullable = <T extends TSchema>(t: T) => Type.Union([t, Type.Null()]);
 const Timestamp = Type.String({ format: 'date-time' });
 
 /** Accepted domain types (persisted names). */

@@ -1,7 +1,7 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { iso } from '../core/time.js';
 import { Address, DisplayName } from '../directory/model.js';
-import { Id } from '../engine/http.js';
+import { Id, Nullable } from '../engine/http.js';
 import type { ProcContext } from '../engine/procedure.js';
 import { Bytes } from '../plans/limits.js';
 import { Protocols } from '../plans/model.js';
@@ -14,7 +14,6 @@ import { Protocols } from '../plans/model.js';
  */
 
 const strict = { additionalProperties: false } as const;
-const Nullable = <T extends TSchema>(t: T) => Type.Union([t, Type.Null()]);
 const Timestamp = Type.String({ format: 'date-time' });
 
 /** Persisted job kinds of the mail area's mailboxes (never rename). */

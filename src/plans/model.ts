@@ -1,7 +1,7 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { DISPLAY_NAME_PATTERN, SLUG_PATTERN } from '../core/names.js';
 import { iso } from '../core/time.js';
-import { Id } from '../engine/http.js';
+import { Id, Nullable } from '../engine/http.js';
 import { allocationOf, Bytes, Count, PROTOCOLS, type OrgFeatures, type Protocol, type Subscription } from './limits.js';
 
 /**
@@ -10,7 +10,6 @@ import { allocationOf, Bytes, Count, PROTOCOLS, type OrgFeatures, type Protocol,
  */
 
 const strict = { additionalProperties: false } as const;
-const Nullable = <T extends TSchema>(t: T) => Type.Union([t, Type.Null()]);
 const Slug = Type.String({ pattern: SLUG_PATTERN, minLength: 1, maxLength: 64 });
 const DisplayName = Type.String({ minLength: 1, maxLength: 256, pattern: DISPLAY_NAME_PATTERN });
 export const Protocols = Type.Array(Type.Union(PROTOCOLS.map((p) => Type.Literal(p))), { uniqueItems: true, maxItems: PROTOCOLS.length });

@@ -1,12 +1,11 @@
 import { Type } from '@sinclair/typebox';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { Errors } from '../core/errors.js';
-import { errorResponses, submitAndReply, WaitQuery, type RouteDeps } from '../engine/http.js';
+import { errorResponses, Nullable, type RouteDeps, submitAndReply, WaitQuery } from '../engine/http.js';
 import { CHECK_CODES, runCheck } from './check.js';
 import { REPAIR } from './repair.js';
 import { seesResources } from './repo.js';
 
-const Nullable = <T extends ReturnType<typeof Type.String>>(t: T) => Type.Union([t, Type.Null()]);
 const Figure = Type.Union([Type.Integer(), Type.String(), Type.Null()], { description: 'bytes or a count (a decimal string past 2^53), an organization id for owners, null for none' });
 
 export const FindingView = Type.Object({

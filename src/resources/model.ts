@@ -3,7 +3,7 @@ import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { Errors } from '../core/errors.js';
 import { SLUG_PATTERN } from '../core/names.js';
 import { iso } from '../core/time.js';
-import { Id } from '../engine/http.js';
+import { Id, Nullable } from '../engine/http.js';
 import { allocationOf, Bytes, Count, type Subscription } from '../plans/limits.js';
 
 /**
@@ -25,7 +25,6 @@ import { allocationOf, Bytes, Count, type Subscription } from '../plans/limits.j
  */
 
 const strict = { additionalProperties: false } as const;
-const Nullable = <T extends TSchema>(t: T) => Type.Union([t, Type.Null()]);
 const Slug = Type.String({ pattern: SLUG_PATTERN, minLength: 1, maxLength: 64 });
 const Timestamp = Type.String({ format: 'date-time' });
 /** Printable ASCII without spaces; the form itself is checked by parseLmtpEndpoint / parseHostPort. */

@@ -100,9 +100,12 @@ const algorithmOf = (s: Subscription): AllocationAlgorithm => s.plan.placement;
 const mailboxAlgorithmOf = (s: Subscription): MailboxAlgorithm => (s.plan.placement === 'level' ? 'level' : 'tightPack');
 const targetOf = (s: Subscription, pool: Pool): number => (pool === 'mailbox' ? allocationOf(s).mailboxBytes : allocationOf(s).publicFolderBytes);
 
+/** Pieces in store id order: every transaction touches store rows in that order, so none waits on another in a cycle. */
+const inStoreOrder = (pieces: Piece[]): Piece[] => [...pieces].sort((a, b) => (a.storeId < b.storeId ? -1 : 1));
+
 /** Add bytes to the organization's allocation on stores (taking free dedicated stores), under the pool lock. */
 async function addPieces(ctx: Ctx, s: Subscription, pieces: Piece[], claims: string[]): Promise<void> {
-  for (const p of [...pieces].sort((a, b) => (a.storeId < b.storeId ? -1 : 1))) {
+  for (const p of inStoreOrder(pieces)) {
     if (!(await growStore(ctx, s.sub.org_id, p.storeId, p.bytes, { claim: claims.includes(p.storeId), count: false }))) {
       throw Errors.storageLimit(`mailstore ${p.storeId} changed while the allocation was decided; try again`);
     }
@@ -146,7 +149,7 @@ async function upsertPiece(ctx: Ctx, s: Subscription, storeId: string, d: { byte
  * allocated again, to the same organization or another (HMC's RU6 bug was refusing the former).
  */
 async function removePieces(ctx: Ctx, orgId: string, pieces: Piece[]): Promise<void> {
-  for (const p of [...pieces].sort((a, b) => (a.storeId < b.storeId ? -1 : 1))) {
+  for (const p of inStoreOrder(pieces)) {
     await ctx.tx.updateTable('store_allocations').set({ bytes: sql`bytes - ${p.bytes}` }).where('org_id', '=', orgId).where('store_id', '=', p.storeId).execute();
     await ctx.tx.deleteFrom('store_allocations').where('org_id', '=', orgId).where('store_id', '=', p.storeId)
       .where('bytes', '=', 0).where('charged_bytes', '=', 0).where('mailbox_count', '=', 0).execute();

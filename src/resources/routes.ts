@@ -1,7 +1,7 @@
 import { Type, type TSchema } from '@sinclair/typebox';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { Errors } from '../core/errors.js';
-import { errorResponses, Id, ListOf, ListQuery, submitAndReply, WaitQuery, type RouteDeps, type VisibilityRegistry } from '../engine/http.js';
+import { errorResponses, Id, ListOf, ListQuery, Nullable, type RouteDeps, submitAndReply, type VisibilityRegistry, WaitQuery } from '../engine/http.js';
 import { mapPage } from '../store/page.js';
 import {
   AllocateBody, ConsumerView, CreateServerBody, CreateStoreBody, RecipientView, ResourcesView, ServerView, StoreListQuery, StoreView, toConsumer, toRecipient, toResources,
@@ -14,7 +14,6 @@ import * as repo from './repo.js';
 
 const strict = { additionalProperties: false } as const;
 const params = (p: Record<string, TSchema>) => Type.Object(p, strict);
-const Nullable = <T extends TSchema>(t: T) => Type.Union([t, Type.Null()]);
 const ok = (view: TSchema, status = 200) => ({ [status]: view, 202: view, ...errorResponses });
 const tag = { tags: ['resources'], security: [{ bearer: [] }] };
 const SERVER = { serverId: Id('srv') };
