@@ -18,6 +18,7 @@ import { directoryVisibility, registerDirectoryRoutes } from './directory/routes
 import type { HomeDirectoryProvider } from './directory/ports.js';
 import { createFilesProvider } from './dataplane/files-provider.js';
 import { createFilesMailstore } from './dataplane/files-mailstore.js';
+import { followDomainClassChanges, followJobs } from './dataplane/follow.js';
 import { moveJobs, moveProcedures } from './resources/moves.js';
 import type { MailboxDataProvider } from './resources/ports.js';
 import { plansProcedures } from './plans/procedures.js';
@@ -139,6 +140,8 @@ export async function createPlatform(config: Config, opts: PlatformOptions = {})
   for (const [kind, h] of Object.entries(directoryJobs(engine, homes))) engine.handle(kind, h);
   const mailboxData = opts.mailboxData ?? createFilesMailstore(config.mailstoreFilesRoot);
   for (const [kind, h] of Object.entries(moveJobs(engine, mailboxData))) engine.handle(kind, h);
+  engine.followEvents(followDomainClassChanges);
+  for (const [kind, h] of Object.entries(followJobs(config.dataplaneRoot))) engine.handle(kind, h);
 
   let ready = false;
   const app = opts.api === false ? null : await buildApi({

@@ -23,6 +23,8 @@ export interface Config {
   addressQuarantineDays: number;
   /** Days a deleted mailbox is kept (disabled, restorable) before a job purges it. */
   mailboxRetentionDays: number;
+  /** Directory of rendered data planes, one `<mail server name>/dataplane.json` each, that this host manages. */
+  dataplaneRoot: string | undefined;
 }
 
 /** Configuration from environment variables, with the embedded defaults. */
@@ -42,5 +44,6 @@ export function configFromEnv(env: NodeJS.ProcessEnv, overrides: Partial<Config>
     logLevel: overrides.logLevel ?? env.HMC_LOG_LEVEL ?? 'info',
     addressQuarantineDays: overrides.addressQuarantineDays ?? num(env.HMC_ADDRESS_QUARANTINE_DAYS, 30),
     mailboxRetentionDays: overrides.mailboxRetentionDays ?? num(env.HMC_MAILBOX_RETENTION_DAYS, 30),
+    dataplaneRoot: overrides.dataplaneRoot ?? (env.HMC_DATAPLANE_ROOT ? resolve(env.HMC_DATAPLANE_ROOT) : undefined),
   };
 }

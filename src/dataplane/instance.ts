@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { execFileSync } from 'node:child_process';
-import { chmodSync, chownSync, closeSync, existsSync, mkdirSync, openSync, readFileSync, statSync } from 'node:fs';
+import { chmodSync, chownSync, closeSync, existsSync, mkdirSync, openSync, readdirSync, readFileSync, statSync } from 'node:fs';
 import { connect } from 'node:net';
 import { dirname, join, parse, relative, sep } from 'node:path';
 import { Errors } from '../core/errors.js';
@@ -84,7 +84,7 @@ async function waitFor(what: string, check: () => boolean | Promise<boolean>, ti
 }
 
 function tcpPorts(m: Manifest): number[] {
-  return [m.ports.smtp, m.ports.lmtp, m.ports.imap, m.ports.pop3].filter((p): p is number => p !== null);
+  return [m.ports.smtp, m.ports.lmtp, m.ports.imap, m.ports.pop3, m.ports.submission ?? null].filter((p): p is number => p !== null);
 }
 
 /** Run a command with stdio appended to `logFile` (never a pipe: a daemon child would hold it open). */
@@ -249,4 +249,42 @@ export async function down(dir: string, opts: { timeoutMs?: number } = {}): Prom
   const ports = tcpPorts(m);
   await waitFor(`ports ${ports.join(', ')} to close`, async () => (await Promise.all(ports.map((p) => portOpen(m.listen, p)))).every((o) => !o), timeoutMs);
   return { stopped, ms: Date.now() - t0 };
+}
+
+/**
+ * Make a running Postfix drop what its processes remember: `postfix reload` (new processes, same queue).
+ * Needed after a domain changes class (accepted, removed, its tenant suspended or resumed): smtpd keeps
+ * each address's resolved class in a per-process cache that outlives SMTP sessions, so without a reload a
+ * long-lived smtpd would go on relaying-denied a domain just accepted, or accepting one just suspended
+ * (its addresses are refused all the same: they leave the mailbox and alias maps at once). Returns false
+ * when Postfix is not running there.
+ */
+export async function reloadPostfix(dir: string, opts: { timeoutMs?: number } = {}): Promise<boolean> {
+  const m = readManifest(dir);
+  const master = livePid(m.postfixPidFile, /master/);
+  if (!master) return false;
+  // the reload is asynchronous: the old smtpd processes leave when the master tells them, so wait for them
+  const old = childrenNamed(master, 'smtpd');
+  const log = join(m.logDir, 'start.log');
+  const code = await run('postfix', ['-c', m.postfixConfigDir, 'reload'], log);
+  if (code !== 0) throw Errors.backendFailed(`postfix reload exited with ${code}:\n${tail(log)}`, { retryable: true });
+  await waitFor('the old smtpd processes to exit after the reload', () => old.every((p) => !alive(p)), opts.timeoutMs ?? 10_000);
+  return true;
+}
+
+/** Pids of the live children of `parent` whose command name is `name` (from /proc). */
+function childrenNamed(parent: number, name: string): number[] {
+  const pids: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const comm = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
+      const [state, ppid] = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (comm === name && Number(ppid) === parent && state !== 'Z') pids.push(Number(entry));
+    } catch {
+      // exited meanwhile
+    }
+  }
+  return pids;
 }

@@ -22,7 +22,8 @@ import { runDdl } from '../store/migrate.js';
  *   `<mail_root>/<store>/<org>/<mailbox>` (the files mailstore's layout), quota the mailbox's
  *   prohibit_send_receive_quota in bytes, protocols the mailbox's JSON list.
  *
- * Not yet here: aliases (domain aliases, groups, forwarding), relay domains, send-as login maps.
+ * 0012 completes the contract (see the comment there): aliases, relay domains, send-as, userdb by any
+ * address, protocol switches, warning quota, proxying to the user's server, and moves between servers.
  */
 export const dataplaneMigrations: Migration[] = [
   {
@@ -61,6 +62,188 @@ export const dataplaneMigrations: Migration[] = [
           JOIN mail_servers v ON v.id = s.server_id
           WHERE u.enabled = 1 AND u.state = 'active' AND u.password_hash IS NOT NULL AND u.org_id = m.org_id
             AND m.kind = 'user' AND m.state = 'active' AND m.enabled = 1 AND o.state = 'active'
+      `);
+    },
+  },
+  {
+    /**
+     * The whole lookup contract (issue 5 item 1). Every view shows only what belongs to a live tenant: an
+     * organization that is `active` under a reseller that is `active` (dp_live_orgs), so a suspension takes
+     * all of its domains, addresses and logins out of the mail path at once.
+     *
+     * - dp_virtual_domains(domain, org_id): authoritative accepted domains, domain aliases included (their
+     *   addresses are resolved by the alias query, so unknown ones are refused like any other).
+     * - dp_relay_domains(domain, org_id): internal_relay / external_relay domains (Postfix relay_domains):
+     *   known mailboxes there still go to their mailstore (transport_maps), the rest is relayed.
+     * - dp_mailbox_addresses: as in 0010, plus every mailbox kind (shared, room, equipment receive too).
+     * - dp_virtual_aliases(address, destination): group addresses → each deliverable member (a mailbox's
+     *   primary address, a contact's external address, a nested mail-enabled group's primary address; members
+     *   are always of the group's organization), and forwarding: every address of a forwarding mailbox → the
+     *   target, plus itself when it also delivers (Postfix keeps an address that maps to itself). Forwarding
+     *   outside the organization only where the mailbox's plan allows external forwarding.
+     *   Domain aliases are resolved at query time (dataplane/render.ts): user@alias → user@target only when
+     *   that target exists, so an alias domain accepts exactly what its target does.
+     * - dp_userdb(name, home, quota_bytes, quota_warning, mailbox_id, org_id, store_id, server_id): Dovecot's
+     *   userdb under every name a mailbox is reached by (the user's login and each address: LMTP looks up the
+     *   recipient address), home `<mail_root>/<store>/<org>/<mailbox>`. While a mailbox is being moved to
+     *   another server (moving_from), its old server still resolves it to the old home, so mail that was
+     *   already routed there is kept and copied along rather than refused.
+     * - dp_userdb_names(name, server_id): one canonical name per mailbox (login, else primary address) for
+     *   Dovecot's iterate_query (`doveadm … -A`).
+     * - dp_users(login, password, home, quota_bytes, allow_imap, allow_pop3, allow_submission, …, imap_host,
+     *   imap_port, pop_port): passdb for enabled users with a password, the plan's protocol switches, and
+     *   where their server's IMAP/POP3 listens (a login on another server is proxied there).
+     * - dp_sender_logins(address, login): who may use an address as envelope sender on submission
+     *   (smtpd_sender_login_maps): the owner of a user mailbox's addresses, and trustees with send_as on a
+     *   mailbox or a group, always of the same organization.
+     */
+    id: '0012_dataplane_lookups',
+    async up(db, dialect) {
+      await runDdl(db, dialect, `
+        DROP VIEW dp_users;
+        DROP VIEW dp_transport;
+        DROP VIEW dp_virtual_mailbox_maps;
+        DROP VIEW dp_mailbox_addresses;
+        DROP VIEW dp_virtual_domains;
+        CREATE VIEW dp_live_orgs AS
+          SELECT o.id AS id
+          FROM organizations o
+          JOIN resellers r ON r.id = o.reseller_id
+          WHERE o.state = 'active' AND r.state = 'active';
+        CREATE VIEW dp_virtual_domains AS
+          SELECT d.name AS domain, d.org_id AS org_id
+          FROM accepted_domains d
+          JOIN dp_live_orgs o ON o.id = d.org_id
+          WHERE d.type = 'authoritative';
+        CREATE VIEW dp_relay_domains AS
+          SELECT d.name AS domain, d.org_id AS org_id
+          FROM accepted_domains d
+          JOIN dp_live_orgs o ON o.id = d.org_id
+          WHERE d.type IN ('internal_relay', 'external_relay');
+        CREATE VIEW dp_mailbox_addresses AS
+          SELECT a.address AS address, m.id AS mailbox_id, m.org_id AS org_id, m.store_id AS store_id, s.server_id AS server_id
+          FROM addresses a
+          JOIN mailboxes m ON m.id = a.recipient_id
+          JOIN dp_live_orgs o ON o.id = m.org_id
+          JOIN mailstores s ON s.id = m.store_id
+          WHERE a.recipient_kind = 'mailbox' AND a.org_id = m.org_id
+            AND m.state = 'active' AND m.enabled = 1;
+        CREATE VIEW dp_virtual_mailbox_maps AS
+          SELECT address, store_id || '/' || org_id || '/' || mailbox_id || '/' AS maildir
+          FROM dp_mailbox_addresses;
+        CREATE VIEW dp_transport AS
+          SELECT x.address AS address, 'lmtp:' || v.lmtp_endpoint AS transport
+          FROM dp_mailbox_addresses x
+          JOIN mail_servers v ON v.id = x.server_id;
+        CREATE VIEW dp_virtual_aliases AS
+          SELECT ga.address AS address, mm.primary_address AS destination
+          FROM addresses ga
+          JOIN mail_groups g ON g.group_id = ga.recipient_id AND g.org_id = ga.org_id
+          JOIN dp_live_orgs o ON o.id = g.org_id
+          JOIN mail_group_members gm ON gm.group_id = g.group_id AND gm.org_id = g.org_id AND gm.member_kind = 'mailbox'
+          JOIN mailboxes mm ON mm.id = gm.member_id AND mm.org_id = g.org_id
+          WHERE ga.recipient_kind = 'group' AND mm.state = 'active' AND mm.enabled = 1 AND mm.store_id IS NOT NULL
+          UNION ALL
+          SELECT ga.address, c.external_address
+          FROM addresses ga
+          JOIN mail_groups g ON g.group_id = ga.recipient_id AND g.org_id = ga.org_id
+          JOIN dp_live_orgs o ON o.id = g.org_id
+          JOIN mail_group_members gm ON gm.group_id = g.group_id AND gm.org_id = g.org_id AND gm.member_kind = 'contact'
+          JOIN contacts c ON c.id = gm.member_id AND c.org_id = g.org_id
+          WHERE ga.recipient_kind = 'group'
+          UNION ALL
+          SELECT ga.address, ng.primary_address
+          FROM addresses ga
+          JOIN mail_groups g ON g.group_id = ga.recipient_id AND g.org_id = ga.org_id
+          JOIN dp_live_orgs o ON o.id = g.org_id
+          JOIN mail_group_members gm ON gm.group_id = g.group_id AND gm.org_id = g.org_id AND gm.member_kind = 'group'
+          JOIN mail_groups ng ON ng.group_id = gm.member_id AND ng.org_id = g.org_id
+          WHERE ga.recipient_kind = 'group'
+          UNION ALL
+          SELECT x.address, m.forward_to
+          FROM dp_mailbox_addresses x
+          JOIN mailboxes m ON m.id = x.mailbox_id
+          WHERE m.forward_to IS NOT NULL
+            AND (m.external_forwarding = 1 OR EXISTS (SELECT 1 FROM addresses t WHERE t.address = m.forward_to AND t.org_id = m.org_id))
+          UNION ALL
+          SELECT x.address, x.address
+          FROM dp_mailbox_addresses x
+          JOIN mailboxes m ON m.id = x.mailbox_id
+          WHERE m.forward_mode = 'deliver_and_forward'
+            AND (m.external_forwarding = 1 OR EXISTS (SELECT 1 FROM addresses t WHERE t.address = m.forward_to AND t.org_id = m.org_id));
+        CREATE VIEW dp_userdb AS
+          SELECT u.login AS name, v.mail_root || '/' || m.store_id || '/' || m.org_id || '/' || m.id AS home,
+            m.prohibit_send_receive_quota AS quota_bytes,
+            CASE WHEN m.issue_warning_quota > 0 AND m.issue_warning_quota < m.prohibit_send_receive_quota
+              THEN 'bytes=' || m.issue_warning_quota || ' quota-warning ' || u.login || ' ' || m.issue_warning_quota END AS quota_warning,
+            m.id AS mailbox_id, m.org_id AS org_id, m.store_id AS store_id, s.server_id AS server_id
+          FROM users u
+          JOIN mailboxes m ON m.user_id = u.id
+          JOIN dp_live_orgs o ON o.id = m.org_id
+          JOIN mailstores s ON s.id = m.store_id
+          JOIN mail_servers v ON v.id = s.server_id
+          WHERE u.enabled = 1 AND u.state = 'active' AND u.org_id = m.org_id
+            AND m.kind = 'user' AND m.state = 'active' AND m.enabled = 1
+          UNION
+          SELECT x.address, v.mail_root || '/' || m.store_id || '/' || m.org_id || '/' || m.id,
+            m.prohibit_send_receive_quota,
+            CASE WHEN m.issue_warning_quota > 0 AND m.issue_warning_quota < m.prohibit_send_receive_quota
+              THEN 'bytes=' || m.issue_warning_quota || ' quota-warning ' || x.address || ' ' || m.issue_warning_quota END,
+            m.id, m.org_id, m.store_id, x.server_id
+          FROM dp_mailbox_addresses x
+          JOIN mailboxes m ON m.id = x.mailbox_id
+          JOIN mail_servers v ON v.id = x.server_id
+          UNION
+          SELECT x.address, ov.mail_root || '/' || m.moving_from || '/' || m.org_id || '/' || m.id,
+            m.prohibit_send_receive_quota, NULL, m.id, m.org_id, m.moving_from, os.server_id
+          FROM dp_mailbox_addresses x
+          JOIN mailboxes m ON m.id = x.mailbox_id
+          JOIN mailstores os ON os.id = m.moving_from
+          JOIN mail_servers ov ON ov.id = os.server_id
+          WHERE os.server_id <> x.server_id;
+        CREATE VIEW dp_userdb_names AS
+          SELECT COALESCE(u.login, m.primary_address) AS name, s.server_id AS server_id
+          FROM mailboxes m
+          LEFT JOIN users u ON u.id = m.user_id AND u.org_id = m.org_id AND u.enabled = 1 AND u.state = 'active'
+          JOIN dp_live_orgs o ON o.id = m.org_id
+          JOIN mailstores s ON s.id = m.store_id
+          WHERE m.state = 'active' AND m.enabled = 1;
+        CREATE VIEW dp_users AS
+          SELECT u.login AS login, u.password_hash AS password,
+            v.mail_root || '/' || m.store_id || '/' || m.org_id || '/' || m.id AS home,
+            m.prohibit_send_receive_quota AS quota_bytes, m.protocols AS protocols,
+            CASE WHEN m.protocols LIKE '%"imap"%' THEN 1 ELSE 0 END AS allow_imap,
+            CASE WHEN m.protocols LIKE '%"pop3"%' THEN 1 ELSE 0 END AS allow_pop3,
+            CASE WHEN m.protocols LIKE '%"submission"%' THEN 1 ELSE 0 END AS allow_submission,
+            m.id AS mailbox_id, m.org_id AS org_id, m.store_id AS store_id, s.server_id AS server_id,
+            ltrim(rtrim(substr(rtrim(v.imap_endpoint, '0123456789'), 1, length(rtrim(v.imap_endpoint, '0123456789')) - 1), ']'), '[') AS imap_host,
+            substr(v.imap_endpoint, length(rtrim(v.imap_endpoint, '0123456789')) + 1) AS imap_port,
+            substr(v.pop_endpoint, length(rtrim(v.pop_endpoint, '0123456789')) + 1) AS pop_port
+          FROM users u
+          JOIN mailboxes m ON m.user_id = u.id
+          JOIN dp_live_orgs o ON o.id = m.org_id
+          JOIN mailstores s ON s.id = m.store_id
+          JOIN mail_servers v ON v.id = s.server_id
+          WHERE u.enabled = 1 AND u.state = 'active' AND u.password_hash IS NOT NULL AND u.org_id = m.org_id
+            AND m.kind = 'user' AND m.state = 'active' AND m.enabled = 1;
+        CREATE VIEW dp_sender_logins AS
+          SELECT x.address AS address, u.login AS login
+          FROM dp_mailbox_addresses x
+          JOIN mailboxes m ON m.id = x.mailbox_id
+          JOIN users u ON u.id = m.user_id AND u.org_id = m.org_id
+          UNION ALL
+          SELECT x.address, u.login
+          FROM dp_mailbox_addresses x
+          JOIN send_grants g ON g.object_id = x.mailbox_id AND g.object_kind = 'mailbox' AND g.right_name = 'send_as' AND g.org_id = x.org_id
+          JOIN users u ON u.id = g.trustee_user_id AND u.org_id = x.org_id
+          UNION ALL
+          SELECT a.address, u.login
+          FROM addresses a
+          JOIN mail_groups mg ON mg.group_id = a.recipient_id AND mg.org_id = a.org_id
+          JOIN dp_live_orgs o ON o.id = a.org_id
+          JOIN send_grants g ON g.object_id = a.recipient_id AND g.object_kind = 'group' AND g.right_name = 'send_as' AND g.org_id = a.org_id
+          JOIN users u ON u.id = g.trustee_user_id AND u.org_id = a.org_id
+          WHERE a.recipient_kind = 'group'
       `);
     },
   },

@@ -49,6 +49,19 @@ export interface RenderOptions {
   /** TLS certificate and key (PEM files) for IMAP/POP3 and SMTP STARTTLS; required unless plaintextAuth. */
   tlsCert?: string;
   tlsKey?: string;
+  /** Port of the authenticated submission listener (SASL through Dovecot); none when absent. */
+  submissionPort?: number;
+  /** Where mail for other domains goes (`host:port`, `[host]:port`): a smarthost; default direct (MX lookup). */
+  relayhost?: string;
+  /** HMC's policy service (`host:port`, dataplane/policy.ts): per-mailbox size, recipient and send-quota limits. */
+  policyService?: string;
+  /** Largest message Postfix accepts at all, bytes (default 100 MiB); per-mailbox limits are the policy service's. */
+  messageSizeLimit?: number;
+  /**
+   * Dovecot's brute-force defences (failure delay, per-IP auth penalty); default on. Tests turn them off:
+   * with them, a few deliberate bad logins from 127.0.0.1 make the next good one wait ~15 s.
+   */
+  authPenalty?: boolean;
 }
 
 /** What `render` wrote and what `up`/`down` read back (`dataplane.json`). */
@@ -62,8 +75,8 @@ export interface Manifest {
   dovecotPidFile: string;
   logDir: string;
   listen: string;
-  /** TCP ports that accept once the instances are up (SMTP, and LMTP/IMAP/POP3 when on TCP). */
-  ports: { smtp: number; lmtp: number | null; imap: number; pop3: number | null };
+  /** TCP ports that accept once the instances are up (SMTP, and LMTP/IMAP/POP3/submission when on TCP). */
+  ports: { smtp: number; lmtp: number | null; imap: number; pop3: number | null; submission: number | null };
   mailRoot: string;
   mailUid: number;
   mailGid: number;
@@ -94,6 +107,19 @@ function safePath(p: string, what: string): string {
 function port(n: number, what: string): number {
   if (!Number.isInteger(n) || n < 1 || n > 65535) throw Errors.invalidRequest(`${what} must be a port 1-65535, got ${n}`);
   return n;
+}
+
+/** `host:port` with an IP address or a host name (IPv6 in brackets), for listeners HMC points Postfix at. */
+function hostPort(s: string, what: string): string {
+  const m = /^(\[[0-9a-fA-F:.]+\]|[A-Za-z0-9.-]+):(\d+)$/.exec(s);
+  if (!m) throw Errors.invalidRequest(`${what} must be host:port, got "${s.slice(0, 100)}"`);
+  return `${m[1]}:${port(Number(m[2]), what)}`;
+}
+
+/** A relayhost: `host`, `host:port`, `[host]` or `[host]:port` (brackets: no MX lookup). */
+function relayHost(s: string): string {
+  if (!/^(\[[0-9A-Za-z:.-]+\]|[A-Za-z0-9.-]+)(:\d{1,5})?$/.test(s)) throw Errors.invalidRequest(`the relayhost must be host[:port] or [host][:port], got "${s.slice(0, 100)}"`);
+  return s;
 }
 
 /** The port of a canonical `host:port` / `inet:host:port` endpoint (resources/model.ts). */
@@ -186,8 +212,13 @@ export function renderFiles(server: ServerRow, opts: RenderOptions): { manifest:
   const pop3Port = server.pop_endpoint ? endpointPort(server.pop_endpoint, 'the POP3 endpoint') : null;
   const lmtpUnix = server.lmtp_endpoint.startsWith('unix:') ? safePath(server.lmtp_endpoint.slice(5), 'the LMTP socket') : null;
   const lmtpPort = lmtpUnix ? null : endpointPort(server.lmtp_endpoint, 'the LMTP endpoint');
-  const taken = [smtpPort, imapPort, pop3Port, lmtpPort].filter((p): p is number => p !== null);
-  if (new Set(taken).size !== taken.length) throw Errors.invalidRequest(`the SMTP, LMTP, IMAP and POP3 ports must differ: ${taken.join(', ')}`);
+  const submissionPort = opts.submissionPort === undefined ? null : port(opts.submissionPort, 'the submission port');
+  const taken = [smtpPort, imapPort, pop3Port, lmtpPort, submissionPort].filter((p): p is number => p !== null);
+  if (new Set(taken).size !== taken.length) throw Errors.invalidRequest(`the SMTP, submission, LMTP, IMAP and POP3 ports must differ: ${taken.join(', ')}`);
+  const relayhost = opts.relayhost === undefined ? null : relayHost(opts.relayhost);
+  const policy = opts.policyService === undefined ? null : `inet:${hostPort(opts.policyService, 'the policy service')}`;
+  const messageSizeLimit = opts.messageSizeLimit ?? 100 * 2 ** 20;
+  if (!Number.isInteger(messageSizeLimit) || messageSizeLimit < 1024 || messageSizeLimit > 2 ** 31) throw Errors.invalidRequest('the message size limit must be 1 KiB - 2 GiB');
   if (!isAbsolute(server.mail_root)) throw Errors.invalidRequest('the mail root must be absolute');
 
   const pf = join(dir, 'postfix');
@@ -202,10 +233,21 @@ export function renderFiles(server: ServerRow, opts: RenderOptions): { manifest:
   const mapHead = sqlitePath
     ? `dbpath = ${sqlitePath}\n`
     : `hosts = inet:${pg!.host.includes(':') ? `[${pg!.host}]` : pg!.host}:${pg!.port}\nuser = ${pg!.user}\npassword = ${pg!.password}\ndbname = ${pg!.dbname}\n`;
+  // %s is the whole key, %u its local part, %d its domain (a key without @ makes %d queries return nothing)
+  const deliverable = 'SELECT address FROM dp_mailbox_addresses UNION SELECT address FROM dp_virtual_aliases';
   const maps: Record<string, string> = {
     'dp-virtual-domains.cf': "SELECT domain FROM dp_virtual_domains WHERE domain = '%s'",
+    'dp-relay-domains.cf': "SELECT domain FROM dp_relay_domains WHERE domain = '%s'",
     'dp-virtual-mailboxes.cf': "SELECT maildir FROM dp_virtual_mailbox_maps WHERE address = '%s'",
     'dp-transport.cf': "SELECT transport FROM dp_transport WHERE address = '%s'",
+    // groups and forwarding, then domain aliases: user@alias → user@target, only where the target receives
+    'dp-virtual-aliases.cf': "SELECT destination FROM dp_virtual_aliases WHERE address = '%s' UNION ALL "
+      + "SELECT '%u@' || t.name FROM accepted_domains a JOIN accepted_domains t ON t.domain_id = a.alias_of JOIN dp_live_orgs o ON o.id = a.org_id "
+      + `WHERE a.name = '%d' AND t.org_id = a.org_id AND '%u@' || t.name IN (${deliverable})`,
+    // owners and send-as trustees of an envelope sender, the domain-alias spelling included
+    'dp-sender-logins.cf': "SELECT login FROM dp_sender_logins WHERE address = '%s' UNION "
+      + "SELECT s.login FROM accepted_domains a JOIN accepted_domains t ON t.domain_id = a.alias_of JOIN dp_sender_logins s ON s.address = '%u@' || t.name "
+      + "WHERE a.name = '%d' AND t.org_id = a.org_id",
   };
   const mapRef = (f: string) => `${mapKind}:${join(etc, f)}`;
   const files: Record<string, OutFile> = {};
@@ -213,6 +255,10 @@ export function renderFiles(server: ServerRow, opts: RenderOptions): { manifest:
     files[`postfix/etc/${f}`] = { text: `# HMC data plane lookup (generated by hmc dataplane render)\n${mapHead}query = ${q}\n`, mode: 0o640, group: 'postfix' };
   }
 
+  const sasl = join(dv, 'run', 'auth-postfix');
+  const quotaStatus = join(dv, 'run', 'quota-status');
+  // MX: a full mailbox is refused at RCPT by Dovecot's quota-status (no bounce later), then HMC's limits
+  const mxRecipient = ['reject_unauth_destination', `check_policy_service unix:${quotaStatus}`, ...(policy ? [`check_policy_service ${policy}`] : [])].join(', ');
   const smtpdTls = tlsCert && tlsKey
     ? `smtpd_tls_cert_file = ${tlsCert}\nsmtpd_tls_key_file = ${tlsKey}\nsmtpd_tls_security_level = may\n`
     : 'smtpd_tls_security_level = none\n';
@@ -245,8 +291,14 @@ ${smtpdTls}
 # hosted domains and mailboxes: unknown recipients are refused at RCPT (550 5.1.1)
 virtual_mailbox_domains = ${mapRef('dp-virtual-domains.cf')}
 virtual_mailbox_maps = ${mapRef('dp-virtual-mailboxes.cf')}
+# groups, forwarding and domain aliases (the alias domains are virtual_mailbox_domains: their addresses are
+# validated through this map); an empty virtual_alias_domains keeps bare domains out of the alias lookups
 virtual_alias_domains =
-virtual_alias_maps =
+virtual_alias_maps = ${mapRef('dp-virtual-aliases.cf')}
+relay_domains = ${mapRef('dp-relay-domains.cf')}
+relay_recipient_maps =
+${relayhost ? `relayhost = ${relayhost}\n` : ''}message_size_limit = ${messageSizeLimit}
+mailbox_size_limit = 0
 # each address to the LMTP endpoint of its mailbox's mail server
 transport_maps = ${mapRef('dp-transport.cf')}
 # only reached by an address that lost its route after RCPT (mailbox disabled or moved meanwhile): a socket
@@ -254,7 +306,11 @@ transport_maps = ${mapRef('dp-transport.cf')}
 # would make smtpd answer every unknown recipient with its text instead of "User unknown".)
 virtual_transport = lmtp:unix:${join(pf, 'spool', 'no-mailstore-route')}
 smtpd_relay_restrictions = reject_unauth_destination
-smtpd_recipient_restrictions = reject_unauth_destination
+smtpd_recipient_restrictions = ${mxRecipient}
+${policy ? `smtpd_end_of_data_restrictions = check_policy_service ${policy}\n` : ''}# authenticated submission (master.cf): SASL through Dovecot, envelope senders from dp_sender_logins
+smtpd_sasl_type = dovecot
+smtpd_sasl_path = ${sasl}
+smtpd_sender_login_maps = ${mapRef('dp-sender-logins.cf')}
 `,
   };
   const listenAt = v6 ? `[${listen}]` : listen;
@@ -263,7 +319,16 @@ smtpd_recipient_restrictions = reject_unauth_destination
     text: `# HMC data plane: Postfix services (generated by hmc dataplane render). chroot = n everywhere.
 # service type  private unpriv  chroot  wakeup  maxproc command
 ${listenAt}:${smtpPort} inet n - n - - smtpd
-pickup    unix  n       -       n       60      1       pickup
+${submissionPort === null ? '' : `${listenAt}:${submissionPort} inet n - n - - smtpd
+  -o syslog_name=postfix-hmc/submission
+  -o smtpd_sasl_auth_enable=yes
+  -o smtpd_tls_security_level=${tlsCert ? 'encrypt' : 'none'}
+  -o smtpd_tls_auth_only=${tlsCert ? 'yes' : 'no'}
+  -o smtpd_client_restrictions=permit_sasl_authenticated,reject
+  -o smtpd_sender_restrictions=reject_sender_login_mismatch,permit_sasl_authenticated,reject
+  -o smtpd_relay_restrictions=permit_sasl_authenticated,reject
+  -o smtpd_recipient_restrictions=${policy ? `check_policy_service ${policy},` : ''}permit_sasl_authenticated,reject
+`}pickup    unix  n       -       n       60      1       pickup
 cleanup   unix  n       -       n       -       0       cleanup
 qmgr      unix  n       -       n       300     1       qmgr
 tlsmgr    unix  -       -       n       1000?   1       tlsmgr
@@ -289,7 +354,16 @@ postlog   unix-dgram n  -       n       -       1       postlogd
   };
 
   // ---- Dovecot: passdb/userdb on dp_users, only this server's users ----
-  const serverFilter = `server_id = '${server.id.replace(/'/g, "''")}'`;
+  const serverId = `'${server.id.replace(/'/g, "''")}'`;
+  const serverFilter = `server_id = ${serverId}`;
+  // the plan's protocol switches (%s is Dovecot's service: imap, pop3, smtp for Postfix's SASL, …); a user
+  // whose mailbox lives on another mail server is proxied there (the login process forwards the password)
+  const elsewhere = `server_id <> ${serverId}`;
+  const passwordQuery = 'SELECT login AS user, password, '
+    + `CASE WHEN ${elsewhere} THEN 'y' END AS proxy, CASE WHEN ${elsewhere} THEN imap_host END AS host, `
+    + `CASE WHEN ${elsewhere} THEN (CASE WHEN '%s' = 'pop3' THEN pop_port ELSE imap_port END) END AS port `
+    + "FROM dp_users WHERE login = '%Lu' AND ((allow_imap = 1 AND '%s' = 'imap') OR (allow_pop3 = 1 AND '%s' = 'pop3') "
+    + "OR (allow_submission = 1 AND '%s' = 'smtp') OR '%s' NOT IN ('imap', 'pop3', 'smtp'))";
   const connect = sqlitePath
     ? `driver = sqlite\nconnect = ${sqlitePath}\n`
     : `driver = pgsql\nconnect = host=${pg!.host} port=${pg!.port} dbname=${pg!.dbname} user=${pg!.user}${pg!.password ? ` password=${pg!.password}` : ''}\n`;
@@ -297,9 +371,9 @@ postlog   unix-dgram n  -       n       -       1       postlogd
     mode: 0o600,
     text: `# HMC data plane: Dovecot SQL lookups (generated by hmc dataplane render)
 ${connect}default_pass_scheme = BLF-CRYPT
-password_query = SELECT login AS user, password FROM dp_users WHERE login = '%Lu' AND ${serverFilter}
-user_query = SELECT home, ${mailUid} AS uid, ${mailGid} AS gid, '*:bytes=' || quota_bytes AS quota_rule FROM dp_users WHERE login = '%Lu' AND ${serverFilter}
-iterate_query = SELECT login AS user FROM dp_users WHERE ${serverFilter}
+password_query = ${passwordQuery}
+user_query = SELECT home, ${mailUid} AS uid, ${mailGid} AS gid, '*:bytes=' || quota_bytes AS quota_rule, quota_warning FROM dp_userdb WHERE name = '%Lu' AND ${serverFilter}
+iterate_query = SELECT name AS user FROM dp_userdb_names WHERE ${serverFilter}
 `,
   };
   const protocols = ['imap', 'lmtp', ...(pop3Port ? ['pop3'] : [])].join(' ');
@@ -322,7 +396,7 @@ ${ssl}disable_plaintext_auth = ${opts.plaintextAuth ? 'no' : 'yes'}
 auth_mechanisms = plain login
 # no auth cache: a password, state or quota change is seen by the next lookup
 auth_cache_size = 0
-
+${opts.authPenalty === false ? '# brute-force defences off (tests only)\nauth_failure_delay = 0\n' : ''}
 mail_uid = ${mailUid}
 mail_gid = ${mailGid}
 first_valid_uid = ${mailUid}
@@ -361,17 +435,48 @@ namespace inbox {
   }
 }
 
-# per-user hard quota from userdb (dp_users.quota_bytes = prohibit_send_receive_quota)
+# per-user hard quota from userdb (dp_userdb.quota_bytes = prohibit_send_receive_quota): LMTP refuses at
+# RCPT a mailbox already full (lmtp_rcpt_check_quota) and at DATA a message that does not fit (552 5.2.2);
+# crossing issueWarningQuota runs quota-warning once (userdb quota_warning), which delivers a notice
 mail_plugins = $mail_plugins quota
 protocol imap {
   mail_plugins = $mail_plugins imap_quota
+}
+protocol lmtp {
+  lmtp_rcpt_check_quota = yes
 }
 plugin {
   quota = count:User quota
   quota_vsizes = yes
   quota_rule = *:storage=0
+  quota_grace = 0
+  quota_status_success = DUNNO
+  quota_status_nouser = DUNNO
+  quota_status_overquota = "552 5.2.2 Mailbox is full"
 }
-
+service quota-status {
+  executable = quota-status -p postfix
+  unix_listener ${quotaStatus} {
+    mode = 0666
+  }
+  client_limit = 1
+}
+service quota-warning {
+  executable = script ${join(dv, 'quota-warning.sh')}
+  user = root
+  unix_listener quota-warning {
+    mode = 0666
+  }
+}
+# SASL for Postfix's submission listener
+service auth {
+  unix_listener ${sasl} {
+    mode = 0660
+    user = postfix
+    group = postfix
+  }
+}
+${opts.authPenalty === false ? 'service anvil {\n  unix_listener anvil-auth-penalty {\n    mode = 0\n  }\n}\n' : ''}
 service imap-login {
   inet_listener imap {
     port = ${imapPort}
@@ -393,6 +498,30 @@ ${lmtpListener}}
 `,
   };
 
+  files['dovecot/quota-warning.sh'] = {
+    mode: 0o755,
+    text: `#!/bin/sh
+# HMC data plane: the issueWarningQuota notice (generated by hmc dataplane render). Dovecot runs it once when
+# a delivery takes the mailbox past the threshold: quota-warning USER THRESHOLD_BYTES. The notice itself is
+# delivered without quota enforcement, so it arrives even when little room is left.
+set -eu
+user="$1"
+threshold="$2"
+/usr/lib/dovecot/dovecot-lda -c ${join(dv, 'dovecot.conf')} -d "$user" -o "plugin/quota=count:User quota:noenforcing" <<EOF
+From: Mail Administrator <postmaster@${hostname}>
+To: <$user>
+Subject: Your mailbox is almost full
+Auto-Submitted: auto-generated
+Precedence: bulk
+Content-Type: text/plain; charset=utf-8
+
+Your mailbox has passed its warning size of $threshold bytes.
+Delete or archive messages, or ask your administrator for more space:
+when it is full you will no longer receive mail.
+EOF
+`,
+  };
+
   const manifest: Manifest = {
     version: 1,
     server: { id: server.id, name: server.name },
@@ -403,7 +532,7 @@ ${lmtpListener}}
     dovecotPidFile: join(dv, 'run', 'master.pid'),
     logDir,
     listen,
-    ports: { smtp: smtpPort, lmtp: lmtpPort, imap: imapPort, pop3: pop3Port },
+    ports: { smtp: smtpPort, lmtp: lmtpPort, imap: imapPort, pop3: pop3Port, submission: submissionPort },
     mailRoot: server.mail_root,
     mailUid,
     mailGid,

@@ -92,6 +92,7 @@ export class Engine {
   private readonly procedures = new Map<string, Procedure<any, any, any>>();
   private readonly validators = new Map<string, TypeCheck<TSchema>>();
   private readonly handlers = new Map<string, JobHandler>();
+  private readonly eventFollowers: Array<(events: readonly BillingEventSpec[]) => JobSpec[]> = [];
   private readonly prepareDeps: PrepareDeps;
   private readonly metrics: EngineMetrics | undefined;
   /** Emits 'jobs' when a commit queued jobs, so in-process workers wake at once. */
@@ -122,6 +123,16 @@ export class Engine {
   }
 
   /** Register the handler for a job kind. */
+  /**
+   * Jobs that follow from the billing events of a change (e.g. the data plane must take note of a domain
+   * or a tenant that changed state), added to the same transaction as the events. Areas that merely observe
+   * changes register here instead of every procedure that makes them knowing about them.
+   */
+  followEvents(fn: (events: readonly BillingEventSpec[]) => JobSpec[]): this {
+    this.eventFollowers.push(fn);
+    return this;
+  }
+
   handle(kind: string, handler: JobHandler): this {
     if (this.handlers.has(kind)) throw new Error(`job kind ${kind} registered twice`);
     this.handlers.set(kind, handler);
@@ -408,7 +419,8 @@ export class Engine {
   }
 
   private async writeRecorded(tx: Db, principal: Principal, requestId: string, rec: Recorded, now: number, itemSeq: number | null): Promise<void> {
-    await insertJobs(tx, requestId, 'forward', rec.jobs, now, itemSeq);
+    const followers = rec.events.length === 0 ? [] : this.eventFollowers.flatMap((f) => f(rec.events));
+    await insertJobs(tx, requestId, 'forward', followers.length === 0 ? rec.jobs : [...rec.jobs, ...followers], now, itemSeq);
     for (const b of rec.batches) {
       if (b.spec.items.length === 0) continue;
       const hash = sha256(`batch:${b.spec.procedure}:${requestId}`);

@@ -43,11 +43,16 @@ async function render(ctx: Ctx): Promise<number> {
       ...(mailUid !== undefined ? { mailUid } : {}),
       ...(ctx.opts.str('listen') ? { listen: ctx.opts.str('listen') } : {}),
       ...(ctx.opts.str('hostname') ? { hostname: ctx.opts.str('hostname') } : {}),
+      ...(ctx.opts.str('submission-port') ? { submissionPort: ctx.opts.int('submission-port', { min: 1, max: 65535 }) } : {}),
+      ...(ctx.opts.str('relayhost') ? { relayhost: ctx.opts.str('relayhost') } : {}),
+      ...(ctx.opts.str('policy-service') ? { policyService: ctx.opts.str('policy-service') } : {}),
+      ...(ctx.opts.str('message-size-limit') ? { messageSizeLimit: ctx.opts.int('message-size-limit', { min: 1024 }) } : {}),
+      ...(ctx.opts.bool('no-auth-penalty') ? { authPenalty: false } : {}),
     });
     if (ctx.json) ctx.out(toJson(m));
     else {
       ctx.out(`Rendered the data plane of mail server ${m.server.name} into ${m.dir}\n`);
-      ctx.out(`  SMTP ${m.listen}:${m.ports.smtp}, IMAP ${m.ports.imap}, LMTP ${m.ports.lmtp ?? 'unix socket'}${m.ports.pop3 ? `, POP3 ${m.ports.pop3}` : ''}\n`);
+      ctx.out(`  SMTP ${m.listen}:${m.ports.smtp}${m.ports.submission ? `, submission ${m.ports.submission}` : ''}, IMAP ${m.ports.imap}, LMTP ${m.ports.lmtp ?? 'unix socket'}${m.ports.pop3 ? `, POP3 ${m.ports.pop3}` : ''}\n`);
       ctx.out(`  Postfix: postfix -c ${m.postfixConfigDir} start; Dovecot: dovecot -c ${m.dovecotConfig}\n`);
       ctx.out(`  or: hmc dataplane up --dir ${m.dir}\n`);
     }
@@ -90,6 +95,11 @@ export const dataplaneCommands: CommandSpec[] = [
       'tls-cert': str('FILE', 'PEM certificate for IMAP/POP3 TLS and SMTP STARTTLS'),
       'tls-key': str('FILE', 'PEM key for --tls-cert'),
       'plaintext-auth': flag('allow logins without TLS (tests and development only)'),
+      'submission-port': str('N', 'port of the authenticated submission listener (SASL through Dovecot)'),
+      relayhost: str('HOST[:PORT]', 'smarthost for mail to other domains (default: direct delivery)'),
+      'policy-service': str('HOST:PORT', "HMC's policy service (HMC_POLICY_LISTEN of `hmc serve`): per-mailbox size, recipient and send-quota limits"),
+      'message-size-limit': str('BYTES', 'largest message Postfix accepts at all (default 104857600)'),
+      'no-auth-penalty': flag("turn off Dovecot's login failure delay and per-IP penalty (tests only)"),
       ...JSON_OUT,
     },
     kind: 'local',
