@@ -219,6 +219,51 @@ for (const dialect of DIALECTS) {
       wrong.close();
     });
 
+    test('hard quota: a message that would not fit is refused (at RCPT when the client declares its size, else at DATA and bounced to the sender); crossing the warning size sends one notice', async () => {
+      const KiB = 1024;
+      const plan = await t.ok('POST', '/api/v1/plans/mailbox', { name: 'dp-tiny', issueWarningQuota: 20 * KiB, prohibitSendQuota: 40 * KiB, prohibitSendReceiveQuota: 60 * KiB }, a.resellerAdmin);
+      await t.ok('PUT', `${a.orgUrl}/available-plans/${plan.id}`, undefined, a.resellerAdmin);
+      const login = `tiny@${a.domainName}`;
+      const password = `pw-${tag()}`;
+      const u = await t.ok('POST', `${a.orgUrl}/users?wait=true`, { login, password });
+      await t.ok('POST', `${a.orgUrl}/mailboxes?wait=true`, { kind: 'user', userId: u.id, planId: plan.id });
+      pw.set(login, password);
+      const mx = nodemailer.createTransport({ host: '127.0.0.1', port: ports.smtp, secure: false, ignoreTLS: true });
+      const body = `${'x'.repeat(76)}\n`.repeat(130); // ~10 KiB: five fit in 60 KiB with the notice, a sixth does not
+      const delivered: string[] = [];
+      try {
+        // five fit (under 60 KiB); the second takes the mailbox past 20 KiB
+        for (let i = 0; i < 5; i++) {
+          const subject = `fill ${i} ${tag()}`;
+          await mx.sendMail({ from: 'someone@remote.example', to: login, subject, text: body });
+          delivered.push(subject);
+          await eventually(`fill ${i}`, () => inbox(login), (s) => s.includes(subject));
+        }
+        const notices = (await inbox(login)).filter((s) => s === 'Your mailbox is almost full');
+        assert.equal(notices.length, 1, 'exactly one warning for crossing issueWarningQuota');
+
+        // declared size (MAIL FROM SIZE=): Dovecot's quota-status refuses at RCPT, nothing is queued
+        await assert.rejects(mx.sendMail({ envelope: { from: 'someone@remote.example', to: [login], size: body.length } as any, from: 'someone@remote.example', to: login, subject: 'too much', text: body }), (e: any) => {
+          assert.equal(e.command, 'RCPT TO', e.message);
+          assert.equal(e.responseCode, 552, e.message);
+          assert.match(e.message, /5\.2\.2/);
+          return true;
+        });
+        // undeclared: accepted by Postfix, refused by LMTP at DATA (552 5.2.2), bounced to the sender
+        const late = `late ${tag()}`;
+        await mx.sendMail({ from: 'late-sender@remote.example', to: login, subject: late, text: body });
+        const dsn = await eventually('the bounce', async () => sink.messages.filter((m) => m.to.includes('late-sender@remote.example')), (m) => m.length === 1);
+        assert.match(dsn[0]!.raw, /5\.2\.2/);
+        assert.equal(dsn[0]!.from, '', 'a bounce has the null sender');
+        const final = await inbox(login);
+        assert.ok(!final.includes(late));
+        assert.deepEqual(final.filter((s) => s !== 'Your mailbox is almost full').sort(), delivered.sort());
+        assert.equal(final.filter((s) => s === 'Your mailbox is almost full').length, 1, 'still one warning');
+      } finally {
+        mx.close();
+      }
+    });
+
     test("the plan's protocol switches and a password change take effect at the next login", async () => {
       const carl = `carl@${a.domainName}`;
       const url = `${a.orgUrl}/mailboxes/${ids.get(carl)}`;
