@@ -19,6 +19,7 @@ import type { HomeDirectoryProvider } from './directory/ports.js';
 import { createFilesProvider } from './dataplane/files-provider.js';
 import { createFilesMailstore } from './dataplane/files-mailstore.js';
 import { followDomainClassChanges, followJobs } from './dataplane/follow.js';
+import { dataplaneDovecotConfigs, doveadmUsage, parseListenAddress, startPolicyService, type PolicyService } from './dataplane/policy.js';
 import { moveJobs, moveProcedures } from './resources/moves.js';
 import type { MailboxDataProvider } from './resources/ports.js';
 import { plansProcedures } from './plans/procedures.js';
@@ -48,6 +49,7 @@ import { repairProcedures } from './resources/repair.js';
 import { registerCheckRoutes } from './resources/check-routes.js';
 import { buildApi } from './api/server.js';
 import { createMetrics } from './api/metrics.js';
+import { Errors } from './core/errors.js';
 
 /** The composition root: wires configuration, database, engine, providers, workers and the API. */
 
@@ -60,7 +62,9 @@ export interface Platform {
   app: FastifyInstance | null;
   workers: Worker[];
   log: Logger;
-  /** Start listening (API) and return the base URL. */
+  /** The Postfix policy service, once `listen` started it (config.policyListen). */
+  readonly policy: PolicyService | null;
+  /** Start listening (API, and the policy service when configured) and return the API's base URL. */
   listen(): Promise<string>;
   close(): Promise<void>;
 }
@@ -157,14 +161,28 @@ export async function createPlatform(config: Config, opts: PlatformOptions = {})
     new Worker(engine, { leaseMs: config.jobLeaseMs, concurrency: opts.concurrency ?? 4, pollMs: store.dialect === 'postgres' ? 200 : 1000 }).start());
   ready = true;
 
+  let policy: PolicyService | null = null;
   return {
     config, store, engine, homes, mailboxData, app, workers, log,
+    get policy() {
+      return policy;
+    },
     async listen() {
       if (!app) throw new Error('this platform has no API');
-      return app.listen({ host: config.host, port: config.port });
+      const policyAt = config.policyListen ? parseListenAddress(config.policyListen) : null;
+      if (policyAt && !config.dataplaneRoot) {
+        throw Errors.invalidRequest('HMC_POLICY_LISTEN needs HMC_DATAPLANE_ROOT: mailbox usage is read from the Dovecot of each rendered data plane');
+      }
+      const url = await app.listen({ host: config.host, port: config.port });
+      if (policyAt && config.dataplaneRoot) {
+        policy = await startPolicyService({ db: store.db, ...policyAt, usage: doveadmUsage(dataplaneDovecotConfigs(config.dataplaneRoot)), log });
+      }
+      return url;
     },
     async close() {
       ready = false;
+      await policy?.close();
+      policy = null;
       if (app) await app.close();
       await Promise.all(workers.map((w) => w.stop()));
       await engine.txr.drain();

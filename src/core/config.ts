@@ -23,7 +23,9 @@ export interface Config {
   addressQuarantineDays: number;
   /** Days a deleted mailbox is kept (disabled, restorable) before a job purges it. */
   mailboxRetentionDays: number;
-  /** Directory of rendered data planes, one `<mail server name>/dataplane.json` each, that this host manages. */
+  /** `host:port` where `hmc serve` runs the Postfix policy service (dataplane/policy.ts); unset: not run. */
+  policyListen: string | undefined;
+  /** Directory of rendered data planes, one `<mail server name>/dataplane.json` each (the policy service reads usage through their Dovecot). */
   dataplaneRoot: string | undefined;
 }
 
@@ -44,6 +46,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv, overrides: Partial<Config>
     logLevel: overrides.logLevel ?? env.HMC_LOG_LEVEL ?? 'info',
     addressQuarantineDays: overrides.addressQuarantineDays ?? num(env.HMC_ADDRESS_QUARANTINE_DAYS, 30),
     mailboxRetentionDays: overrides.mailboxRetentionDays ?? num(env.HMC_MAILBOX_RETENTION_DAYS, 30),
+    policyListen: overrides.policyListen ?? (env.HMC_POLICY_LISTEN || undefined),
     dataplaneRoot: overrides.dataplaneRoot ?? (env.HMC_DATAPLANE_ROOT ? resolve(env.HMC_DATAPLANE_ROOT) : undefined),
   };
 }

@@ -327,7 +327,7 @@ ${submissionPort === null ? '' : `${listenAt}:${submissionPort} inet n - n - - s
   -o smtpd_client_restrictions=permit_sasl_authenticated,reject
   -o smtpd_sender_restrictions=reject_sender_login_mismatch,permit_sasl_authenticated,reject
   -o smtpd_relay_restrictions=permit_sasl_authenticated,reject
-  -o smtpd_recipient_restrictions=${policy ? `check_policy_service ${policy},` : ''}permit_sasl_authenticated,reject
+  -o smtpd_recipient_restrictions=${policy ? `check_policy_service,${policy},` : ''}permit_sasl_authenticated,reject
 `}pickup    unix  n       -       n       60      1       pickup
 cleanup   unix  n       -       n       -       0       cleanup
 qmgr      unix  n       -       n       300     1       qmgr
