@@ -46,7 +46,8 @@ import { importGroup } from './mail/groups-import.js';
 import { resourceProcedures } from './resources/procedures.js';
 import { registerResourceRoutes, resourcesVisibility } from './resources/routes.js';
 import { repairProcedures } from './resources/repair.js';
-import { registerCheckRoutes } from './resources/check-routes.js';
+import { checkRoutes } from './resources/check-routes.js';
+import { dataplaneCheck, dataplaneRepair, dataplaneRepairJobs } from './dataplane/check.js';
 import { buildApi } from './api/server.js';
 import { createMetrics } from './api/metrics.js';
 import { Errors } from './core/errors.js';
@@ -144,13 +145,15 @@ export async function createPlatform(config: Config, opts: PlatformOptions = {})
   for (const [kind, h] of Object.entries(directoryJobs(engine, homes))) engine.handle(kind, h);
   const mailboxData = opts.mailboxData ?? createFilesMailstore(config.mailstoreFilesRoot);
   for (const [kind, h] of Object.entries(moveJobs(engine, mailboxData))) engine.handle(kind, h);
+  engine.register(dataplaneRepair);
+  for (const [kind, h] of Object.entries(dataplaneRepairJobs(engine, config.dataplaneRoot))) engine.handle(kind, h);
   engine.followEvents(followDomainClassChanges);
   for (const [kind, h] of Object.entries(followJobs(config.dataplaneRoot))) engine.handle(kind, h);
 
   let ready = false;
   const app = opts.api === false ? null : await buildApi({
     engine,
-    registrars: [registerEngineRoutes, registerDirectoryRoutes, registerPlansRoutes, registerGroupMailRoutes, registerPublicFolderRoutes, registerGrantRoutes, registerAutoReplyRoutes, registerDomainRoutes, registerMailboxRoutes, registerContactRoutes, registerMailCsvRoutes, registerResourceRoutes, registerCheckRoutes],
+    registrars: [registerEngineRoutes, registerDirectoryRoutes, registerPlansRoutes, registerGroupMailRoutes, registerPublicFolderRoutes, registerGrantRoutes, registerAutoReplyRoutes, registerDomainRoutes, registerMailboxRoutes, registerContactRoutes, registerMailCsvRoutes, registerResourceRoutes, checkRoutes(config.dataplaneRoot ? [dataplaneCheck(config.dataplaneRoot)] : [])],
     visibility: { ...engineVisibility, ...directoryVisibility, ...plansVisibility, ...publicFolderVisibility, ...domainVisibility, ...mailboxVisibility, ...resourcesVisibility },
     metrics,
     logger: opts.logger === false ? false : { level: config.logLevel },

@@ -1,8 +1,9 @@
 import { Type } from '@sinclair/typebox';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { Errors } from '../core/errors.js';
-import { errorResponses, Nullable, type RouteDeps, submitAndReply, WaitQuery } from '../engine/http.js';
-import { CHECK_CODES, runCheck } from './check.js';
+import { errorResponses, Nullable, type RouteDeps, submitAndReply, WaitQuery, waitForRequest } from '../engine/http.js';
+import type { Db } from '../store/db.js';
+import { CHECK_CODES, runCheck, type CheckReport, type Finding } from './check.js';
 import { REPAIR } from './repair.js';
 import { seesResources } from './repo.js';
 
@@ -23,7 +24,18 @@ export const CheckView = Type.Object({ ok: Type.Boolean({ description: 'no findi
 const RepairView = Type.Object({
   findings: Type.Integer(), repairable: Type.Integer(), items: Type.Integer({ description: 'organizations and stores in the repair batch' }),
   repairRequestId: Type.Union([Type.String(), Type.Null()], { description: 'the batch request doing the repair; null when nothing was repairable' }),
+  dataplaneItems: Type.Integer({ description: 'data plane repairs (quota recalculations, removal of purged mailboxes\' directories)' }),
+  dataplaneRequestId: Type.Union([Type.String(), Type.Null()], { description: 'the request doing the data plane repairs; null when there were none' }),
 });
+
+/**
+ * A part of the check that lives outside the database (the data plane): its findings join the report,
+ * and the repair submits its own request for the repairable ones.
+ */
+export interface CheckExtension {
+  check(db: Db): Promise<Finding[]>;
+  repair(db: Db, findings: Finding[]): Promise<{ procedure: string; input: unknown; items: number } | null>;
+}
 
 const tag = { tags: ['resources'], security: [{ bearer: [] }] };
 
@@ -44,8 +56,16 @@ function consistentCheck(deps: RouteDeps) {
   return deps.db.transaction().setIsolationLevel('repeatable read').setAccessMode('read only').execute((trx) => runCheck(trx, dialect));
 }
 
-export function registerCheckRoutes(app: FastifyInstance, deps: RouteDeps): void {
+/** The check routes, with the extensions this platform has (the data plane's when HMC_DATAPLANE_ROOT is set). */
+export const checkRoutes = (extensions: CheckExtension[] = []) => (app: FastifyInstance, deps: RouteDeps) => registerCheckRoutes(app, deps, extensions);
+
+function registerCheckRoutes(app: FastifyInstance, deps: RouteDeps, extensions: CheckExtension[]): void {
   const route = { preValidation: providerOnly };
+  const fullCheck = async (): Promise<CheckReport> => {
+    const report = await consistentCheck(deps);
+    const more = (await Promise.all(extensions.map((x) => x.check(deps.db)))).flat();
+    return more.length === 0 ? report : { ok: false, findings: [...report.findings, ...more] };
+  };
   app.get('/api/v1/check', {
     ...route,
     schema: {
@@ -53,7 +73,7 @@ export function registerCheckRoutes(app: FastifyInstance, deps: RouteDeps): void
       description: 'Verify, for every organization and store, that stored totals equal the sums of their parts (counters, pieces, allocations, store totals, owners, mailbox charges) and that nothing is over capacity. Read-only.',
       response: { 200: CheckView, ...errorResponses },
     },
-  }, () => consistentCheck(deps));
+  }, fullCheck);
   app.post('/api/v1/check/repair', {
     ...route,
     schema: {
@@ -62,5 +82,19 @@ export function registerCheckRoutes(app: FastifyInstance, deps: RouteDeps): void
       querystring: WaitQuery,
       response: { 200: RepairView, 202: RepairView, ...errorResponses },
     },
-  }, (req, reply) => submitAndReply(req, reply, deps, REPAIR.start, {}));
+  }, async (req, reply) => {
+    // the data plane's repairs first (read outside any transaction: doveadm takes its time), then the database's
+    let dataplaneItems = 0;
+    let dataplaneRequestId: string | null = null;
+    for (const x of extensions) {
+      const r = await x.repair(deps.db, await x.check(deps.db));
+      if (!r) continue;
+      const out = await deps.engine.submit(req.principal, r.procedure, r.input);
+      if ((req.query as { wait?: boolean }).wait) await waitForRequest(deps.db, out.requestId);
+      dataplaneItems += r.items;
+      dataplaneRequestId = out.requestId;
+    }
+    const result = await submitAndReply(req, reply, deps, REPAIR.start, {});
+    return { ...(result as object), dataplaneItems, dataplaneRequestId };
+  });
 }

@@ -51,6 +51,19 @@ export const CHECK_CODES = {
   folderChargeDrift: 'folder_charge_drift',
   /** Public folders on no store or on a store where their organization has no public-folder piece. */
   foldersUnplaced: 'folders_unplaced',
+  // the data plane (dataplane/check.ts), for the mail servers rendered under HMC_DATAPLANE_ROOT
+  /** An active mailbox placed on a server whose Dovecot does not resolve it. */
+  dataplaneUserUnresolvable: 'dataplane_user_unresolvable',
+  /** A name a server's Dovecot serves that no active mailbox placed there has. */
+  dataplaneUnexpectedUser: 'dataplane_user_unexpected',
+  /** Dovecot's quota limit for a mailbox is not its prohibitSendReceiveQuota. */
+  dataplaneQuotaDrift: 'dataplane_quota_rule_drift',
+  /** Dovecot's quota counter differs from the mailbox's real size. */
+  dataplaneUsageDrift: 'dataplane_usage_drift',
+  /** A mailbox directory on a store that no mailbox owns. */
+  dataplaneOrphanMaildir: 'dataplane_orphan_maildir',
+  /** doveadm could not be asked. */
+  dataplaneUnreachable: 'dataplane_unreachable',
 } as const;
 export type CheckCode = (typeof CHECK_CODES)[keyof typeof CHECK_CODES];
 

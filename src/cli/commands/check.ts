@@ -34,6 +34,9 @@ interface RepairStart {
   repairable: number;
   items: number;
   repairRequestId: string | null;
+  /** Data plane repairs (quota recalculations, purged mailboxes' directories), done before the answer. */
+  dataplaneItems?: number;
+  dataplaneRequestId?: string | null;
 }
 
 const COLUMNS = ['code', 'orgId', 'storeId', 'objectId', 'field', 'stored', 'expected', 'repairable', 'message'];
@@ -92,7 +95,8 @@ async function run(ctx: Ctx): Promise<number> {
   } else {
     ctx.out(started.repairRequestId
       ? `repaired: ${started.findings} finding(s) before, ${started.items} organization(s) and store(s) repaired${counts?.failed ? `, ${counts.failed} failed` : ''} (request ${started.repairRequestId})\n`
-      : `nothing to repair: ${started.findings} finding(s), none repairable\n`);
+      : `nothing to repair in the database: ${started.findings} finding(s), none repairable\n`);
+    if (started.dataplaneRequestId) ctx.out(`data plane: ${started.dataplaneItems ?? 0} repair(s) (request ${started.dataplaneRequestId})\n`);
     if (!after.ok) ctx.out(formatTable(after.findings as unknown as Record<string, unknown>[], COLUMNS));
     ctx.out(summary(after));
   }
