@@ -1,7 +1,6 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
-import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import nodemailer from 'nodemailer';
@@ -12,6 +11,7 @@ import { fakeIo } from '../src/cli/fake-io.js';
 import { down, up } from '../src/dataplane/instance.js';
 import { startTestPlatform, type TestPlatform } from './support.js';
 import { setupMailOrg } from './mail-support.js';
+import { dataplaneSkip, eventually, folderSubjects, freePorts } from './dataplane-support.js';
 
 /**
  * The real data plane: private Postfix and Dovecot instances (Debian packages, scripts/install-dataplane.sh)
@@ -19,63 +19,12 @@ import { setupMailOrg } from './mail-support.js';
  * is routed through the dp_* views to Dovecot's LMTP and is read back over IMAP with the user's password.
  */
 
-const installed = ['/usr/sbin/postfix', '/usr/sbin/dovecot'].every((p) => existsSync(p));
-const isRoot = process.getuid?.() === 0;
-const skip = !installed ? 'Postfix/Dovecot not installed (scripts/install-dataplane.sh)' : !isRoot ? 'needs root (the masters start as root)' : false;
-
-/** `n` distinct ports on 127.0.0.1 that were free a moment ago (all held at once, so they differ). */
-async function freePorts(n: number): Promise<number[]> {
-  const servers: Server[] = [];
-  try {
-    for (let i = 0; i < n; i++) {
-      const s = createServer();
-      await new Promise<void>((res, rej) => {
-        s.once('error', rej);
-        s.listen(0, '127.0.0.1', () => res());
-      });
-      servers.push(s);
-    }
-    return servers.map((s) => (s.address() as { port: number }).port);
-  } finally {
-    await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
-  }
-}
-
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** Subjects in the INBOX of `user`, logging in over IMAP with its password. */
-async function inboxSubjects(port: number, user: string, pass: string): Promise<string[]> {
-  const client = new ImapFlow({ host: '127.0.0.1', port, secure: false, auth: { user, pass }, logger: false });
-  await client.connect();
-  try {
-    const lock = await client.getMailboxLock('INBOX');
-    try {
-      const subjects: string[] = [];
-      if ((client.mailbox && client.mailbox.exists) || 0) {
-        for await (const msg of client.fetch('1:*', { envelope: true })) subjects.push(msg.envelope?.subject ?? '');
-      }
-      return subjects;
-    } finally {
-      lock.release();
-    }
-  } finally {
-    await client.logout().catch(() => {});
-  }
-}
-
 /** Poll the INBOX until `subject` is there (delivery is asynchronous: queue, then LMTP). */
-async function waitForSubject(port: number, user: string, pass: string, subject: string, timeoutMs = 30_000): Promise<string[]> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const subjects = await inboxSubjects(port, user, pass);
-    if (subjects.includes(subject)) return subjects;
-    if (Date.now() > deadline) throw new Error(`"${subject}" not delivered to ${user} within ${timeoutMs} ms; INBOX has ${JSON.stringify(subjects)}`);
-    await sleep(100);
-  }
-}
+const waitForSubject = (port: number, user: string, pass: string, subject: string) =>
+  eventually(`"${subject}" delivered to ${user}`, () => folderSubjects(port, user, pass), (s) => s.includes(subject));
 
 for (const dialect of DIALECTS) {
-  describe(`data plane: Postfix and Dovecot on the dp_* views (${dialect})`, { skip }, () => {
+  describe(`data plane: Postfix and Dovecot on the dp_* views (${dialect})`, { skip: dataplaneSkip }, () => {
     let t: TestPlatform;
     let work: string;
     let dir: string | undefined;
@@ -156,7 +105,7 @@ for (const dialect of DIALECTS) {
           return true;
         });
         // only ann's mailbox got it; her quota is the mailbox's prohibitSendReceiveQuota, read back from Dovecot
-        assert.deepEqual(await inboxSubjects(imapPort, `bob@${m.domainName}`, bobPassword), []);
+        assert.deepEqual(await folderSubjects(imapPort, `bob@${m.domainName}`, bobPassword), []);
         const client = new ImapFlow({ host: '127.0.0.1', port: imapPort, secure: false, auth: { user: login, pass: password }, logger: false });
         await client.connect();
         try {
@@ -167,7 +116,7 @@ for (const dialect of DIALECTS) {
           await client.logout().catch(() => {});
         }
         // a wrong password is refused
-        await assert.rejects(inboxSubjects(imapPort, login, `${password}-wrong`));
+        await assert.rejects(folderSubjects(imapPort, login, `${password}-wrong`));
       } finally {
         transport.close();
       }
