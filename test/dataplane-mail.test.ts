@@ -298,6 +298,31 @@ for (const dialect of DIALECTS) {
       assert.ok(!existsSync(join(mailRoot, row.store_id!, row.org_id, ghostId)));
     });
 
+    test('a deleted mailbox is out of the mail path at once (mail refused, no login) and a restore brings it back with its mail', async () => {
+      const dora = await person(a, 'dora');
+      const url = `${a.orgUrl}/mailboxes/${ids.get(dora)}`;
+      const mx = nodemailer.createTransport({ host: '127.0.0.1', port: ports.smtp, secure: false, ignoreTLS: true });
+      try {
+        const before = `before ${tag()}`;
+        await mx.sendMail({ from: 'someone@remote.example', to: dora, subject: before, text: 'x\n' });
+        await eventually('delivery', () => inbox(dora), (s) => s.includes(before));
+        await t.ok('DELETE', url, undefined, a.orgAdmin);
+        await assert.rejects(mx.sendMail({ from: 'someone@remote.example', to: dora, subject: 'while deleted', text: 'x\n' }), (e: any) => {
+          assert.equal(e.command, 'RCPT TO', e.message);
+          assert.equal(e.responseCode, 550, e.message);
+          return true;
+        });
+        await assert.rejects(inbox(dora), 'no login while deleted');
+        await t.ok('POST', `${url}/restore?wait=true`, undefined, a.orgAdmin);
+        const after = `after ${tag()}`;
+        await mx.sendMail({ from: 'someone@remote.example', to: dora, subject: after, text: 'x\n' });
+        const got = await eventually('delivery after the restore', () => inbox(dora), (s) => s.includes(after));
+        assert.deepEqual(got.sort(), [after, before].sort(), 'the mail from before the delete is still there');
+      } finally {
+        mx.close();
+      }
+    });
+
     test("the plan's protocol switches and a password change take effect at the next login", async () => {
       const carl = `carl@${a.domainName}`;
       const url = `${a.orgUrl}/mailboxes/${ids.get(carl)}`;
