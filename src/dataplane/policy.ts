@@ -1,4 +1,3 @@
-import { execFile } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import { createServer, type Socket } from 'node:net';
 import { basename, join } from 'node:path';
@@ -6,6 +5,7 @@ import type { Logger } from 'pino';
 import { Errors } from '../core/errors.js';
 import type { Db } from '../store/db.js';
 import { readManifest } from './instance.js';
+import { doveadm, parseTab, type DoveadmResult } from './doveadm.js';
 
 /**
  * The per-mailbox sending and receiving limits, enforced in the mail path: a Postfix SMTPD access policy
@@ -341,27 +341,23 @@ export function doveadmUsage(dovecotConfigFor: (server: MailServerRef) => string
   return async (login, server) => {
     const conf = dovecotConfigFor(server);
     if (!conf) return null;
-    const stdout = await new Promise<string | null>((resolve, reject) => {
-      execFile('doveadm', ['-c', conf, '-f', 'tab', 'quota', 'get', '-u', login], { timeout: opts.timeoutMs ?? 5000, encoding: 'utf8', maxBuffer: 64 * 1024 },
-        (err, out, errOut) => {
-          if (!err) return resolve(out);
-          if (err.code === 67) return resolve(null); // EX_NOUSER
-          const why = err.killed ? `killed after ${opts.timeoutMs ?? 5000} ms` : `exit ${String(err.code)}: ${errOut.trim().split('\n')[0] ?? ''}`;
-          reject(new Error(`doveadm quota get -u ${login} (${server.name}) failed: ${why}`));
-        });
-    });
-    if (stdout === null) return null;
-    return storageBytes(stdout);
+    let r: DoveadmResult;
+    try {
+      r = await doveadm(conf, ['-f', 'tab', 'quota', 'get', '-u', login], { timeoutMs: opts.timeoutMs ?? 5000, maxBuffer: 64 * 1024 });
+    } catch (e) {
+      throw new Error(`doveadm quota get -u ${login} (${server.name}) failed: ${(e as Error).message}`);
+    }
+    if (r.code === 67) return null; // EX_NOUSER
+    if (r.code !== 0) throw new Error(`doveadm quota get -u ${login} (${server.name}) failed: exit ${r.code}: ${r.stderr.trim().split('\n')[0] ?? ''}`);
+    return storageBytes(r.stdout);
   };
 }
 
 /** Bytes used from `doveadm -f tab quota get` output (the largest STORAGE value over the quota roots, KiB → bytes). */
 function storageBytes(tabOutput: string): number | null {
-  const [head, ...rows] = tabOutput.trim().split('\n').map((l) => l.split('\t'));
-  const type = head?.indexOf('Type') ?? -1;
-  const value = head?.indexOf('Value') ?? -1;
-  if (type < 0 || value < 0) throw new Error(`unexpected doveadm quota output: ${JSON.stringify(tabOutput.slice(0, 100))}`);
-  const kib = rows.filter((r) => r[type] === 'STORAGE').map((r) => Number(r[value])).filter((n) => Number.isFinite(n));
+  const rows = parseTab(tabOutput);
+  if (rows.length > 0 && (rows[0]!.type === undefined || rows[0]!.value === undefined)) throw new Error(`unexpected doveadm quota output: ${JSON.stringify(tabOutput.slice(0, 100))}`);
+  const kib = rows.filter((r) => r.type === 'STORAGE').map((r) => Number(r.value)).filter((n) => Number.isFinite(n));
   return kib.length ? Math.max(...kib) * 1024 : null;
 }
 
