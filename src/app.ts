@@ -47,6 +47,7 @@ import { resourceProcedures } from './resources/procedures.js';
 import { registerResourceRoutes, resourcesVisibility } from './resources/routes.js';
 import { repairProcedures } from './resources/repair.js';
 import { checkRoutes } from './resources/check-routes.js';
+import { usageRoutes } from './dataplane/usage.js';
 import { dataplaneCheck, dataplaneRepair, dataplaneRepairJobs } from './dataplane/check.js';
 import { buildApi } from './api/server.js';
 import { createMetrics } from './api/metrics.js';
@@ -153,7 +154,7 @@ export async function createPlatform(config: Config, opts: PlatformOptions = {})
   let ready = false;
   const app = opts.api === false ? null : await buildApi({
     engine,
-    registrars: [registerEngineRoutes, registerDirectoryRoutes, registerPlansRoutes, registerGroupMailRoutes, registerPublicFolderRoutes, registerGrantRoutes, registerAutoReplyRoutes, registerDomainRoutes, registerMailboxRoutes, registerContactRoutes, registerMailCsvRoutes, registerResourceRoutes, checkRoutes(config.dataplaneRoot ? [dataplaneCheck(config.dataplaneRoot)] : [])],
+    registrars: [registerEngineRoutes, registerDirectoryRoutes, registerPlansRoutes, registerGroupMailRoutes, registerPublicFolderRoutes, registerGrantRoutes, registerAutoReplyRoutes, registerDomainRoutes, registerMailboxRoutes, registerContactRoutes, registerMailCsvRoutes, registerResourceRoutes, usageRoutes(config.dataplaneRoot), checkRoutes(config.dataplaneRoot ? [dataplaneCheck(config.dataplaneRoot)] : [])],
     visibility: { ...engineVisibility, ...directoryVisibility, ...plansVisibility, ...publicFolderVisibility, ...domainVisibility, ...mailboxVisibility, ...resourcesVisibility },
     metrics,
     logger: opts.logger === false ? false : { level: config.logLevel },

@@ -261,6 +261,11 @@ for (const dialect of DIALECTS) {
         assert.ok(!final.includes(late));
         assert.deepEqual(final.filter((s) => s !== 'Your mailbox is almost full').sort(), delivered.sort());
         assert.equal(final.filter((s) => s === 'Your mailbox is almost full').length, 1, 'still one warning');
+        // the usage Dovecot counts, through the API: the five messages and the notice, against the 60 KiB quota
+        const used = await t.ok('GET', `${a.orgUrl}/mailboxes/${ids.get(login) ?? (await t.platform.store.db.selectFrom('mailboxes').select('id').where('user_id', '=', u.id).executeTakeFirstOrThrow()).id}/usage`, undefined, a.orgAdmin);
+        assert.equal(used.messages, 6);
+        assert.equal(used.limitBytes, 60 * KiB);
+        assert.ok(used.bytes > 5 * body.length && used.bytes <= 60 * KiB, JSON.stringify(used));
       } finally {
         mx.close();
       }

@@ -107,6 +107,8 @@ export const Errors = {
   capacityBelowAllocated: define('capacity_below_allocated', 'limit'),
   storeInUse: define('store_in_use', 'conflict'),
   serverHasStores: define('server_has_stores', 'conflict'),
+  // the data plane (a mail server this host does not manage, or its Dovecot not answering)
+  dataplaneUnavailable: define('dataplane_unavailable', 'unavailable'),
   unavailable: define('unavailable', 'unavailable'),
   backendFailed: define('backend_failed', 'internal'),
   internal: define('internal_error', 'internal'),
