@@ -21,6 +21,7 @@ import { createFilesMailstore } from './dataplane/files-mailstore.js';
 import { followDomainClassChanges, followJobs } from './dataplane/follow.js';
 import { dataplaneDovecotConfigs, doveadmUsage, parseListenAddress, startPolicyService, type PolicyService } from './dataplane/policy.js';
 import { moveJobs, moveProcedures } from './resources/moves.js';
+import { purgeDataJobs } from './resources/purge.js';
 import type { MailboxDataProvider } from './resources/ports.js';
 import { plansProcedures } from './plans/procedures.js';
 import { plansVisibility, registerPlansRoutes } from './plans/routes.js';
@@ -146,6 +147,7 @@ export async function createPlatform(config: Config, opts: PlatformOptions = {})
   for (const [kind, h] of Object.entries(directoryJobs(engine, homes))) engine.handle(kind, h);
   const mailboxData = opts.mailboxData ?? createFilesMailstore(config.mailstoreFilesRoot);
   for (const [kind, h] of Object.entries(moveJobs(engine, mailboxData))) engine.handle(kind, h);
+  for (const [kind, h] of Object.entries(purgeDataJobs(engine, mailboxData))) engine.handle(kind, h);
   engine.register(dataplaneRepair);
   for (const [kind, h] of Object.entries(dataplaneRepairJobs(engine, config.dataplaneRoot))) engine.handle(kind, h);
   engine.followEvents(followDomainClassChanges);

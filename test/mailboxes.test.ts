@@ -1,5 +1,7 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { existsSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import type { LightMyRequestResponse } from 'fastify';
 import { SYSTEM } from '../src/core/tenancy.js';
 import { DAY_MS, resolveAddress } from '../src/mail/addresses.js';
@@ -210,6 +212,11 @@ for (const dialect of DIALECTS) {
       const o = await setupMailOrg(short, 'mb-purge');
       const doomed = await shared(short, o, 'doomed');
       const kept = await shared(short, o, 'kept');
+      // the doomed mailbox has data on its store (the files provider's directory), which the purge removes
+      const placedAt = (await short.platform.store.db.selectFrom('mailboxes').select('store_id').where('id', '=', doomed.id).executeTakeFirstOrThrow()).store_id!;
+      const data = join(short.config.mailstoreFilesRoot, placedAt, o.org.id, doomed.id);
+      mkdirSync(join(data, 'Maildir', 'cur'), { recursive: true });
+      writeFileSync(join(data, 'Maildir', 'cur', '1.msg'), 'Subject: x\n\nx\n');
       const d1 = await short.call('DELETE', `${o.orgUrl}/mailboxes/${doomed.id}`, { token: o.orgAdmin });
       const d2 = await short.call('DELETE', `${o.orgUrl}/mailboxes/${kept.id}`, { token: o.orgAdmin });
       // the delete is done at once (200); the purge is a request of its own, scheduled for purgeAfter
@@ -220,6 +227,7 @@ for (const dialect of DIALECTS) {
       // both deletions finish when their purge time comes: one purged, the other finding its mailbox restored
       for (const r of [d1, d2]) assert.equal((await short.settle(r.json().purgeRequestId, 30_000)).state, 'succeeded');
       assertProblem(await short.call('GET', `${o.orgUrl}/mailboxes/${doomed.id}`, { token: o.orgAdmin }), 404, 'not_found');
+      assert.ok(!existsSync(data), 'the purge removed its data');
       assert.equal((await short.ok('GET', `${o.orgUrl}/mailboxes/${kept.id}`, undefined, o.orgAdmin)).state, 'active');
       assertProblem(await short.call('POST', `${o.orgUrl}/mailboxes/${doomed.id}/restore`, { token: o.orgAdmin }), 404, 'not_found');
       await assertCounters(short, o);

@@ -18,6 +18,9 @@ export function createFilesMailstore(root: string): MailboxDataProvider & { path
   const isDir = async (p: string) => (await lstat(p).catch(() => null))?.isDirectory() ?? false;
   return {
     pathOf,
+    async purgeMailbox(at) {
+      await rm(pathOf(at), { recursive: true, force: true });
+    },
     async moveMailbox(from, to, ctx) {
       const src = pathOf(from);
       const dst = pathOf(to);

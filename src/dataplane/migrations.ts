@@ -247,4 +247,30 @@ export const dataplaneMigrations: Migration[] = [
       `);
     },
   },
+  /**
+   * PostgreSQL only: the lookups as PL/pgSQL functions over the same views. Postfix and Dovecot send each
+   * lookup as a fresh statement, and PostgreSQL plans the nested views anew every time: measured 3 ms for a
+   * mailbox lookup and 42 ms for an alias lookup, almost all of it planning (bench --suite dataplane). A
+   * PL/pgSQL function keeps its plans for the connection, which Postfix and Dovecot hold open, so a lookup
+   * costs its execution only. SQLite prepares each statement itself and keeps the plain queries (render.ts).
+   * Bodies stay on one line each: runDdl splits statements at a semicolon that ends a line.
+   */
+  {
+    id: '0014_dataplane_pg_functions',
+    async up(db, dialect) {
+      if (dialect !== 'postgres') return;
+      const local = "regexp_replace(k, '@[^@]*$', '')";
+      const domain = "substring(k from '@([^@]*)$')";
+      await runDdl(db, dialect, `
+        CREATE FUNCTION dp_pf_domain(k text) RETURNS SETOF text LANGUAGE plpgsql STABLE AS $$ BEGIN RETURN QUERY SELECT v.domain::text FROM dp_virtual_domains v WHERE v.domain = k; END $$;
+        CREATE FUNCTION dp_pf_relay_domain(k text) RETURNS SETOF text LANGUAGE plpgsql STABLE AS $$ BEGIN RETURN QUERY SELECT v.domain::text FROM dp_relay_domains v WHERE v.domain = k; END $$;
+        CREATE FUNCTION dp_pf_mailbox(k text) RETURNS SETOF text LANGUAGE plpgsql STABLE AS $$ BEGIN RETURN QUERY SELECT v.maildir::text FROM dp_virtual_mailbox_maps v WHERE v.address = k; END $$;
+        CREATE FUNCTION dp_pf_transport(k text) RETURNS SETOF text LANGUAGE plpgsql STABLE AS $$ BEGIN RETURN QUERY SELECT v.transport::text FROM dp_transport v WHERE v.address = k; END $$;
+        CREATE FUNCTION dp_pf_alias(k text) RETURNS SETOF text LANGUAGE plpgsql STABLE AS $$ DECLARE l text := ${local}; d text := ${domain}; BEGIN RETURN QUERY SELECT v.destination::text FROM dp_virtual_aliases v WHERE v.address = k; IF d IS NOT NULL THEN RETURN QUERY SELECT l || '@' || t.name FROM accepted_domains a JOIN accepted_domains t ON t.domain_id = a.alias_of JOIN dp_live_orgs o ON o.id = a.org_id WHERE a.name = d AND t.org_id = a.org_id AND (EXISTS (SELECT 1 FROM dp_mailbox_addresses x WHERE x.address = l || '@' || t.name) OR EXISTS (SELECT 1 FROM dp_virtual_aliases y WHERE y.address = l || '@' || t.name)); END IF; END $$;
+        CREATE FUNCTION dp_pf_sender_login(k text) RETURNS SETOF text LANGUAGE plpgsql STABLE AS $$ DECLARE l text := ${local}; d text := ${domain}; BEGIN RETURN QUERY SELECT s.login::text FROM dp_sender_logins s WHERE s.address = k UNION SELECT s.login::text FROM accepted_domains a JOIN accepted_domains t ON t.domain_id = a.alias_of JOIN dp_sender_logins s ON s.address = l || '@' || t.name WHERE a.name = d AND t.org_id = a.org_id; END $$;
+        CREATE FUNCTION dp_dv_passdb(login_ text, service_ text, server_ text) RETURNS TABLE (username text, password text, proxy text, host text, port text) LANGUAGE plpgsql STABLE AS $$ BEGIN RETURN QUERY SELECT p.login::text, p.password::text, CASE WHEN p.server_id <> server_ THEN 'y' END, CASE WHEN p.server_id <> server_ THEN p.imap_host::text END, CASE WHEN p.server_id <> server_ THEN (CASE WHEN service_ = 'pop3' THEN p.pop_port ELSE p.imap_port END)::text END FROM dp_users p WHERE p.login = login_ AND ((p.allow_imap = 1 AND service_ = 'imap') OR (p.allow_pop3 = 1 AND service_ = 'pop3') OR (p.allow_submission = 1 AND service_ = 'smtp') OR service_ NOT IN ('imap', 'pop3', 'smtp')); END $$;
+        CREATE FUNCTION dp_dv_userdb(name_ text, server_ text) RETURNS TABLE (home text, quota_bytes bigint, quota_warning text) LANGUAGE plpgsql STABLE AS $$ BEGIN RETURN QUERY SELECT u.home::text, u.quota_bytes::bigint, u.quota_warning::text FROM dp_userdb u WHERE u.name = name_ AND u.server_id = server_; END $$
+      `);
+    },
+  },
 ];

@@ -6,6 +6,7 @@ import { defineProcedure } from '../engine/procedure.js';
 import { withSavepoint } from '../engine/tx-runner.js';
 import { charge, lockSubscription } from '../plans/limits.js';
 import { placeRecipient } from '../resources/placement.js';
+import { PURGE_DATA_JOB, type PurgeDataPayload } from '../resources/purge.js';
 import { claimAddress, releaseAddresses, type MailSettings } from './addresses.js';
 import { placementOf, settleMailboxSettings } from './mailbox-settings.js';
 import { deleteMailboxRows } from './directory-hooks.js';
@@ -41,6 +42,11 @@ export const purgeMailbox = defineProcedure({
     if (ctx.dialect === 'postgres') q = q.forUpdate(); // a restore waits, or finds the row gone
     const m = await q.executeTakeFirst();
     if (!m || m.state !== 'deleted' || Number(m.purge_after) !== input.purgeAfter) return { purged: false };
+    // its data goes too, wherever it may be (its store, and the one an unfinished move was copying from)
+    for (const storeId of new Set([m.store_id, m.moving_from].filter((x): x is string => !!x))) {
+      const payload: PurgeDataPayload = { orgId: m.org_id, mailboxId: m.id, storeId };
+      ctx.enqueue({ kind: PURGE_DATA_JOB, payload, queueKey: m.org_id });
+    }
     await deleteMailboxRows(ctx.tx, m.id);
     ctx.target(mailboxTarget(m));
     ctx.diff({ id: m.id, state: 'deleted', primaryAddress: m.primary_address }, null);

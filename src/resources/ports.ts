@@ -18,4 +18,6 @@ export interface MailboxDataProvider {
    * data yet (Dovecot creates a maildir on first delivery or login) has nothing to copy.
    */
   moveMailbox(from: MailboxDataRef, to: MailboxDataRef, ctx: ProviderContext): Promise<void>;
+  /** Remove the data of a purged mailbox from `at` (nothing there is fine). */
+  purgeMailbox?(at: MailboxDataRef, ctx: ProviderContext): Promise<void>;
 }
