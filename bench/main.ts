@@ -1,14 +1,17 @@
 /**
- * `npm run bench [-- --suite spine|mail] [options]`: the spine benchmark (bench/run.ts, issue 2; the default)
- * or the Hosted Email benchmark (bench/mail.ts, issue 3). Each prints one JSON object; see bench/README.md.
+ * `npm run bench [-- --suite spine|mail|placement|dataplane] [options]`: the spine benchmark (bench/run.ts,
+ * issue 2; the default), Hosted Email (bench/mail.ts, issue 3), placement (bench/placement.ts, issue 4) or the
+ * mail data plane (bench/dataplane.ts, issue 5). Each prints one JSON object; see bench/README.md.
  */
+const SUITES = ['spine', 'mail', 'placement', 'dataplane'];
 const i = process.argv.indexOf('--suite');
 const suite = i >= 0 ? process.argv[i + 1] : 'spine';
 if (i >= 0) process.argv.splice(i, 2);
 if (suite === 'mail') await (await import('./mail.js')).runMailBench();
 else if (suite === 'placement') await (await import('./placement.js')).runPlacementBench();
+else if (suite === 'dataplane') await (await import('./dataplane.js')).runDataplaneBench();
 else if (suite === 'spine') await import('./run.js');
 else {
-  process.stderr.write(`unknown --suite ${suite}; use spine or mail\n`);
+  process.stderr.write(`unknown --suite ${suite}; use one of ${SUITES.join(', ')}\n`);
   process.exitCode = 2;
 }
