@@ -119,7 +119,7 @@ for (const dialect of DIALECTS) {
       assertProblem(await t.call('GET', `${o.orgUrl}/mailboxes/${info.id}`, { token }), 404, 'not_found');
       assertProblem(await t.call('PATCH', `${o.orgUrl}/mailboxes/${a.id}`, { token, body: { displayName: 'Me' } }), 403, 'forbidden');
       // usage is read from the mail server's Dovecot: this platform manages no data plane (dataplane-mail.test.ts has one)
-      assertProblem(await t.call('GET', `${o.orgUrl}/mailboxes/${a.id}/usage`, { token }), 503, 'dataplane_unavailable');
+      assertProblem(await t.call('GET', `${o.orgUrl}/mailboxes/${a.id}/usage`, { token }), 409, 'dataplane_not_managed');
       assertProblem(await t.call('GET', `${o.orgUrl}/mailboxes/${info.id}/usage`, { token }), 404, 'not_found');
       await assertCounters(t, o);
       assert.equal((await usage(t, o)).mailboxes, 4);

@@ -108,6 +108,7 @@ export const Errors = {
   storeInUse: define('store_in_use', 'conflict'),
   serverHasStores: define('server_has_stores', 'conflict'),
   // the data plane (a mail server this host does not manage, or its Dovecot not answering)
+  dataplaneNotManaged: define('dataplane_not_managed', 'conflict'),
   dataplaneUnavailable: define('dataplane_unavailable', 'unavailable'),
   unavailable: define('unavailable', 'unavailable'),
   backendFailed: define('backend_failed', 'internal'),

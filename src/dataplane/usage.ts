@@ -11,7 +11,8 @@ import { readManifest } from './instance.js';
 /**
  * A mailbox's usage as its mail server's Dovecot counts it, read at the moment it is asked for
  * (`doveadm quota get`): never estimated, never a copy that could be stale. Only mail servers whose data plane
- * this host manages (HMC_DATAPLANE_ROOT) can be asked; for others the answer is 503 dataplane_unavailable.
+ * this host manages (HMC_DATAPLANE_ROOT) can be asked: for others the answer is 409 dataplane_not_managed, and
+ * 503 dataplane_unavailable when that Dovecot does not answer.
  */
 
 const strict = { additionalProperties: false } as const;
@@ -32,7 +33,7 @@ export async function mailboxUsage(db: Db, root: string | undefined, mailboxId: 
     .select('n.name').where('u.mailbox_id', '=', mailboxId).where('n.server_id', '=', placed.server_id).executeTakeFirst();
   if (!placed || !name) throw Errors.stateConflict(`mailbox ${mailboxId} is not in the mail path (deleted, disabled, unplaced or its organization suspended)`);
   const dir = renderedDirs(root).find((d) => readManifest(d).server.id === placed.server_id);
-  if (!dir) throw Errors.dataplaneUnavailable(`the data plane of mail server ${placed.server_id} is not managed by this host`);
+  if (!dir) throw Errors.dataplaneNotManaged(`the data plane of mail server ${placed.server_id} is not managed by this host (HMC_DATAPLANE_ROOT)`);
   const r = await doveadm(readManifest(dir).dovecotConfig, ['-f', 'tab', 'quota', 'get', '-u', String(name.name)], { timeoutMs: 10_000 });
   if (r.code !== 0) throw Errors.dataplaneUnavailable(`doveadm quota get exited ${r.code}: ${r.stderr.trim().split('\n')[0] ?? ''}`);
   const rows = parseTab(r.stdout);
