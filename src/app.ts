@@ -18,6 +18,7 @@ import { directoryVisibility, registerDirectoryRoutes } from './directory/routes
 import type { HomeDirectoryProvider } from './directory/ports.js';
 import { createFilesProvider } from './dataplane/files-provider.js';
 import { createFilesMailstore } from './dataplane/files-mailstore.js';
+import { createDovecotMailstore } from './dataplane/dovecot-mailstore.js';
 import { followDomainClassChanges, followJobs } from './dataplane/follow.js';
 import { dataplaneDovecotConfigs, doveadmUsage, parseListenAddress, startPolicyService, type PolicyService } from './dataplane/policy.js';
 import { moveJobs, moveProcedures } from './resources/moves.js';
@@ -82,7 +83,7 @@ export interface PlatformOptions {
   logger?: boolean;
   /** Replace the home-directory provider (tests use the real files provider on a scratch root). */
   homes?: HomeDirectoryProvider;
-  /** Replace the mailbox-data provider (default: the files provider under config.mailstoreFilesRoot). */
+  /** Replace the mailbox-data provider (default: the data planes' Dovecot when config.dataplaneRoot is set, else the files provider under config.mailstoreFilesRoot). */
   mailboxData?: MailboxDataProvider;
   /** Skip migrations (they are run by `hmc migrate` / `hmc init`); default: migrate on start. */
   migrate?: boolean;
@@ -145,7 +146,10 @@ export async function createPlatform(config: Config, opts: PlatformOptions = {})
   registerMailDirectoryHooks(directoryHooks, mailSettings);
   const homes = opts.homes ?? createFilesProvider(config.filesRoot);
   for (const [kind, h] of Object.entries(directoryJobs(engine, homes))) engine.handle(kind, h);
-  const mailboxData = opts.mailboxData ?? createFilesMailstore(config.mailstoreFilesRoot);
+  // with rendered data planes, mailbox data lives in their Dovecot; otherwise plain directories
+  const mailboxData = opts.mailboxData ?? (config.dataplaneRoot
+    ? createDovecotMailstore({ db: store.db, dataplaneRoot: config.dataplaneRoot })
+    : createFilesMailstore(config.mailstoreFilesRoot));
   for (const [kind, h] of Object.entries(moveJobs(engine, mailboxData))) engine.handle(kind, h);
   for (const [kind, h] of Object.entries(purgeDataJobs(engine, mailboxData))) engine.handle(kind, h);
   engine.register(dataplaneRepair);

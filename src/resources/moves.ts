@@ -127,24 +127,28 @@ export const moveProcedures = [moveMailbox, moveOrganization];
 export function moveJobs(engine: Engine, data: MailboxDataProvider): Record<string, JobHandler> {
   return {
     [MOVE_JOB]: {
+      // a large mailbox takes a while to copy (a job that times out is retried and resumes the copy)
+      timeoutMs: 30 * 60_000,
       async run(payload, ctx) {
         const p = payload as MovePayload;
         const db = engine.store.db;
         const m = await db.selectFrom('mailboxes').select(['store_id', 'moving_from']).where('id', '=', p.mailboxId).executeTakeFirst();
         // moved back by compensation, moved on, or purged meanwhile: nothing of this move is left to do
-        if (!m || m.store_id !== p.to || m.moving_from !== p.from) return;
+        // (moving_from already cleared: the copy was done, only finishing it may be left)
+        if (!m || m.store_id !== p.to || (m.moving_from !== p.from && m.moving_from !== null)) return;
         const roots = await db.selectFrom('mailstores as s').innerJoin('mail_servers as v', 'v.id', 's.server_id').select(['s.id', 'v.mail_root'])
           .where('s.id', 'in', [p.from, p.to]).execute();
         const rootOf = (id: string) => roots.find((r) => r.id === id)?.mail_root ?? '';
-        if (ctx.signal.aborted) throw Errors.unavailable('lease lost before the copy', { retryable: true });
-        await data.moveMailbox(
-          { orgId: p.orgId, mailboxId: p.mailboxId, storeId: p.from, mailRoot: rootOf(p.from) },
-          { orgId: p.orgId, mailboxId: p.mailboxId, storeId: p.to, mailRoot: rootOf(p.to) },
-          ctx,
-        );
-        await engine.txr.run(async (tx) => {
-          await tx.updateTable('mailboxes').set({ moving_from: null }).where('id', '=', p.mailboxId).where('store_id', '=', p.to).where('moving_from', '=', p.from).execute();
-        });
+        const from = { orgId: p.orgId, mailboxId: p.mailboxId, storeId: p.from, mailRoot: rootOf(p.from) };
+        const to = { orgId: p.orgId, mailboxId: p.mailboxId, storeId: p.to, mailRoot: rootOf(p.to) };
+        if (m.moving_from === p.from) {
+          if (ctx.signal.aborted) throw Errors.unavailable('lease lost before the copy', { retryable: true });
+          await data.moveMailbox(from, to, ctx);
+          await engine.txr.run(async (tx) => {
+            await tx.updateTable('mailboxes').set({ moving_from: null }).where('id', '=', p.mailboxId).where('store_id', '=', p.to).where('moving_from', '=', p.from).execute();
+          });
+        }
+        await data.finishMove?.(from, to, ctx);
       },
     },
   };

@@ -18,6 +18,12 @@ export interface MailboxDataProvider {
    * data yet (Dovecot creates a maildir on first delivery or login) has nothing to copy.
    */
   moveMailbox(from: MailboxDataRef, to: MailboxDataRef, ctx: ProviderContext): Promise<void>;
+  /**
+   * Optional, called once the move is recorded as done (moving_from cleared, so nothing resolves the mailbox
+   * at `from` any more): settle what reached `from` after moveMailbox finished (the data plane's Dovecot may
+   * still have stored a delivery in flight there, or recreated an empty home) into `to`, and leave `from` empty.
+   */
+  finishMove?(from: MailboxDataRef, to: MailboxDataRef, ctx: ProviderContext): Promise<void>;
   /** Remove the data of a purged mailbox from `at` (nothing there is fine). */
-  purgeMailbox?(at: MailboxDataRef, ctx: ProviderContext): Promise<void>;
+  purgeMailbox(at: MailboxDataRef, ctx: ProviderContext): Promise<void>;
 }

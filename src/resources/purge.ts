@@ -25,7 +25,7 @@ export function purgeDataJobs(engine: Engine, data: MailboxDataProvider): Record
           .select('v.mail_root').where('s.id', '=', p.storeId).executeTakeFirst();
         // a store deregistered since holds nothing of ours any more
         if (!root) return;
-        await data.purgeMailbox?.({ orgId: p.orgId, mailboxId: p.mailboxId, storeId: p.storeId, mailRoot: root.mail_root }, ctx);
+        await data.purgeMailbox({ orgId: p.orgId, mailboxId: p.mailboxId, storeId: p.storeId, mailRoot: root.mail_root }, ctx);
       },
     },
   };
