@@ -154,7 +154,7 @@ export async function createPlatform(config: Config, opts: PlatformOptions = {})
   for (const [kind, h] of Object.entries(purgeDataJobs(engine, mailboxData))) engine.handle(kind, h);
   engine.register(dataplaneRepair);
   for (const [kind, h] of Object.entries(dataplaneRepairJobs(engine, config.dataplaneRoot))) engine.handle(kind, h);
-  engine.followEvents(followDomainClassChanges);
+  engine.followEvents(followDomainClassChanges(config.dataplaneRoot));
   for (const [kind, h] of Object.entries(followJobs(config.dataplaneRoot))) engine.handle(kind, h);
 
   let ready = false;

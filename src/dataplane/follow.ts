@@ -21,9 +21,9 @@ export function domainClassChanged(events: readonly BillingEventSpec[]): boolean
     || ((e.objectType === 'organization' || e.objectType === 'reseller') && CLASS_EVENTS.has(e.event)));
 }
 
-/** The engine follower: one reload job per change that needs it. */
-export function followDomainClassChanges(events: readonly BillingEventSpec[]): JobSpec[] {
-  return domainClassChanged(events) ? [{ kind: POSTFIX_RELOAD_JOB, payload: {}, queueKey: 'dataplane:postfix-reload' }] : [];
+/** The engine follower: one reload job per change that needs it, when this host manages data planes at all. */
+export function followDomainClassChanges(root: string | undefined): (events: readonly BillingEventSpec[]) => JobSpec[] {
+  return (events) => (root && domainClassChanged(events) ? [{ kind: POSTFIX_RELOAD_JOB, payload: {}, queueKey: 'dataplane:postfix-reload' }] : []);
 }
 
 /** Rendered data planes under `root`: `<root>/<mail server name>/dataplane.json`. */

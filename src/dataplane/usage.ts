@@ -33,9 +33,10 @@ export async function mailboxUsage(db: Db, root: string | undefined, mailboxId: 
     .select('n.name').where('u.mailbox_id', '=', mailboxId).where('n.server_id', '=', placed.server_id).executeTakeFirst();
   if (!placed || !name) throw Errors.stateConflict(`mailbox ${mailboxId} is not in the mail path (deleted, disabled, unplaced or its organization suspended)`);
   const dir = renderedDirs(root).find((d) => readManifest(d).server.id === placed.server_id);
-  if (!dir) throw Errors.dataplaneNotManaged(`the data plane of mail server ${placed.server_id} is not managed by this host (HMC_DATAPLANE_ROOT)`);
+  // tenants never see server ids: the messages name none
+  if (!dir) throw Errors.dataplaneNotManaged("this host does not manage the mailbox's mail server (HMC_DATAPLANE_ROOT)");
   const r = await doveadm(readManifest(dir).dovecotConfig, ['-f', 'tab', 'quota', 'get', '-u', String(name.name)], { timeoutMs: 10_000 });
-  if (r.code !== 0) throw Errors.dataplaneUnavailable(`doveadm quota get exited ${r.code}: ${r.stderr.trim().split('\n')[0] ?? ''}`);
+  if (r.code !== 0) throw Errors.dataplaneUnavailable(`the mail server's Dovecot did not answer (doveadm exited ${r.code})`);
   const rows = parseTab(r.stdout);
   const of = (type: string) => rows.find((x) => x.type === type);
   const kib = (v: string | undefined) => (v === undefined || v === '-' ? null : Number(v) * 1024);
