@@ -33,6 +33,9 @@ import { publicFolderProcedures } from './mail/public-folders-procedures.js';
 import { publicFolderVisibility, registerPublicFolderRoutes } from './mail/public-folders-routes.js';
 import { grantProcedures } from './mail/grants-procedures.js';
 import { registerGrantRoutes } from './mail/grants-routes.js';
+import { fullAccessProcedures } from './mail/full-access.js';
+import { registerFullAccessRoutes } from './mail/full-access-routes.js';
+import { followFullAccessChanges, fullAccessJobs } from './dataplane/acl.js';
 import { autoReplyProcedures } from './mail/auto-reply.js';
 import { registerAutoReplyRoutes } from './mail/auto-reply-routes.js';
 import { domainProcedures } from './mail/domains-procedures.js';
@@ -139,7 +142,7 @@ export async function createPlatform(config: Config, opts: PlatformOptions = {})
   engine.register(...directoryProcedures);
   engine.register(...plansProcedures);
   const mailSettings: MailSettings = { addressQuarantineMs: config.addressQuarantineDays * DAY_MS, mailboxRetentionMs: config.mailboxRetentionDays * DAY_MS };
-  engine.register(...groupMailProcedures(mailSettings), ...publicFolderProcedures(mailSettings), ...grantProcedures, ...autoReplyProcedures);
+  engine.register(...groupMailProcedures(mailSettings), ...publicFolderProcedures(mailSettings), ...grantProcedures, ...fullAccessProcedures, ...autoReplyProcedures);
   engine.register(...domainProcedures, ...mailboxProcedures(mailSettings), ...contactProcedures, importGroup);
   engine.register(...resourceProcedures, ...moveProcedures);
   engine.register(...repairProcedures);
@@ -156,11 +159,13 @@ export async function createPlatform(config: Config, opts: PlatformOptions = {})
   for (const [kind, h] of Object.entries(dataplaneRepairJobs(engine, config.dataplaneRoot))) engine.handle(kind, h);
   engine.followEvents(followDomainClassChanges(config.dataplaneRoot));
   for (const [kind, h] of Object.entries(followJobs(config.dataplaneRoot))) engine.handle(kind, h);
+  engine.followEvents(followFullAccessChanges(config.dataplaneRoot));
+  for (const [kind, h] of Object.entries(fullAccessJobs(engine, config.dataplaneRoot))) engine.handle(kind, h);
 
   let ready = false;
   const app = opts.api === false ? null : await buildApi({
     engine,
-    registrars: [registerEngineRoutes, registerDirectoryRoutes, registerPlansRoutes, registerGroupMailRoutes, registerPublicFolderRoutes, registerGrantRoutes, registerAutoReplyRoutes, registerDomainRoutes, registerMailboxRoutes, registerContactRoutes, registerMailCsvRoutes, registerResourceRoutes, usageRoutes(config.dataplaneRoot), checkRoutes(config.dataplaneRoot ? [dataplaneCheck(config.dataplaneRoot)] : [])],
+    registrars: [registerEngineRoutes, registerDirectoryRoutes, registerPlansRoutes, registerGroupMailRoutes, registerPublicFolderRoutes, registerGrantRoutes, registerFullAccessRoutes, registerAutoReplyRoutes, registerDomainRoutes, registerMailboxRoutes, registerContactRoutes, registerMailCsvRoutes, registerResourceRoutes, usageRoutes(config.dataplaneRoot), checkRoutes(config.dataplaneRoot ? [dataplaneCheck(config.dataplaneRoot)] : [])],
     visibility: { ...engineVisibility, ...directoryVisibility, ...plansVisibility, ...publicFolderVisibility, ...domainVisibility, ...mailboxVisibility, ...resourcesVisibility },
     metrics,
     logger: opts.logger === false ? false : { level: config.logLevel },

@@ -46,7 +46,7 @@ function operations(doc: any): Op[] {
 const TABLES = [
   'users', 'organizations', 'resellers', 'domains', 'groups', 'group_members', 'tokens', 'requests', 'request_items', 'jobs', 'billing_events', 'audit_log',
   'org_plans', 'mailbox_plans', 'reseller_plans', 'org_subscriptions', 'org_available_plans', 'shared_domains', 'accepted_domains', 'mailboxes', 'contacts',
-  'mail_groups', 'mail_group_members', 'group_managers', 'group_senders', 'public_folders', 'public_folder_permissions', 'send_grants', 'auto_replies',
+  'mail_groups', 'mail_group_members', 'group_managers', 'group_senders', 'public_folders', 'public_folder_permissions', 'send_grants', 'mailbox_access', 'auto_replies',
   'addresses', 'address_quarantine', 'mail_servers', 'mailstores', 'store_allocations',
 ];
 const FINGERPRINTS = [

@@ -13,7 +13,7 @@ import { setupMailOrg, type MailOrg } from './mail-support.js';
 /* eslint-disable @typescript-eslint/no-explicit-any */
 
 const MAIL_TABLES = ['accepted_domains', 'mailboxes', 'contacts', 'mail_groups', 'mail_group_members', 'group_managers', 'public_folders',
-  'public_folder_permissions', 'send_grants', 'addresses', 'org_subscriptions', 'org_available_plans'];
+  'public_folder_permissions', 'send_grants', 'mailbox_access', 'addresses', 'org_subscriptions', 'org_available_plans'];
 
 for (const dialect of DIALECTS) {
   describe(`mail objects in directory lifecycles [${dialect}]`, () => {

@@ -21,6 +21,7 @@ export const MAIL_TENANT_TABLES = ['accepted_domains', 'mailboxes', 'contacts', 
 export async function deleteMailboxRows(tx: Db, mailboxId: string): Promise<void> {
   await tx.deleteFrom('auto_replies').where('mailbox_id', '=', mailboxId).execute();
   await tx.deleteFrom('send_grants').where('object_id', '=', mailboxId).execute();
+  await tx.deleteFrom('mailbox_access').where('mailbox_id', '=', mailboxId).execute();
   await dropRecipientReferences(tx, mailboxId);
   await tx.deleteFrom('addresses').where('recipient_id', '=', mailboxId).execute();
   await tx.deleteFrom('mailboxes').where('id', '=', mailboxId).execute();
@@ -58,6 +59,7 @@ async function deleteOrganizationMail(ctx: ProcContext, orgId: string, force: bo
 async function purgeUserMailRows(tx: Db, userId: string): Promise<void> {
   await tx.deleteFrom('group_managers').where('user_id', '=', userId).execute();
   await tx.deleteFrom('send_grants').where('trustee_user_id', '=', userId).execute();
+  await tx.deleteFrom('mailbox_access').where('trustee_user_id', '=', userId).execute();
   await tx.deleteFrom('public_folder_permissions').where('principal_id', '=', userId).execute();
   // a mailbox still in its retention period ends with its user (it was uncharged when it was deleted)
   for (const m of await tx.selectFrom('mailboxes').select('id').where('user_id', '=', userId).execute()) await deleteMailboxRows(tx, m.id);
@@ -65,7 +67,7 @@ async function purgeUserMailRows(tx: Db, userId: string): Promise<void> {
 
 /** The organization's rows of the mail area (its addresses were quarantined when the delete committed). */
 async function purgeOrganizationMailRows(tx: Db, orgId: string, now: number): Promise<void> {
-  for (const t of ['auto_replies', 'send_grants', 'public_folder_permissions', 'group_senders', 'group_managers', 'mail_group_members', 'mail_groups', 'addresses', 'contacts', 'mailboxes']) {
+  for (const t of ['auto_replies', 'send_grants', 'mailbox_access', 'public_folder_permissions', 'group_senders', 'group_managers', 'mail_group_members', 'mail_groups', 'addresses', 'contacts', 'mailboxes']) {
     await tx.deleteFrom(t).where('org_id', '=', orgId).execute();
   }
   // folders and domain aliases refer to rows of their own table: children first

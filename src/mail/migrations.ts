@@ -3,7 +3,8 @@ import { runDdl } from '../store/migrate.js';
 
 /**
  * Hosted Email: accepted domains, the platform-wide address namespace with its quarantine, mailboxes,
- * contacts, the mail side of groups, public folders, send-as / send-on-behalf grants and auto-replies.
+ * contacts, the mail side of groups, public folders, send-as / send-on-behalf grants, full access to mailboxes
+ * and auto-replies.
  *
  * `addresses.address` is the primary key: an address (normalised: lower-case, A-label) belongs to at most
  * one recipient on the whole platform, enforced by the database inside the creating transaction. A released
@@ -212,6 +213,23 @@ export const mailMigrations: Migration[] = [
       await runDdl(db, dialect, `
         CREATE INDEX mailboxes_org_address_pattern ON mailboxes (org_id, primary_address text_pattern_ops);
         CREATE INDEX contacts_org_address_pattern ON contacts (org_id, external_address text_pattern_ops)
+      `);
+    },
+  },
+  {
+    // full access to a mailbox (mail/full-access.ts): a user of the mailbox's organization may open it
+    id: '0013_mailbox_access',
+    async up(db, dialect) {
+      await runDdl(db, dialect, `
+        CREATE TABLE mailbox_access (
+          mailbox_id TEXT NOT NULL REFERENCES mailboxes (id),
+          org_id TEXT NOT NULL REFERENCES organizations (id),
+          trustee_user_id TEXT NOT NULL REFERENCES users (id),
+          created_at BIGINT NOT NULL,
+          PRIMARY KEY (mailbox_id, trustee_user_id)
+        );
+        CREATE INDEX mailbox_access_org ON mailbox_access (org_id, mailbox_id);
+        CREATE INDEX mailbox_access_trustee ON mailbox_access (trustee_user_id)
       `);
     },
   },
