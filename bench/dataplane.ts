@@ -14,7 +14,7 @@
  */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { chmodSync, chownSync, closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readdirSync, readFileSync, readSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { connect, createServer, type Server, type Socket } from 'node:net';
+import { connect, type Socket } from 'node:net';
 import { basename, join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { parseArgs } from 'node:util';
@@ -25,6 +25,7 @@ import { renderDataplane, type Manifest } from '../src/dataplane/render.js';
 import { down, up } from '../src/dataplane/instance.js';
 import { startTestPlatform, type TestPlatform } from '../test/support.js';
 import { setupMailOrg } from '../test/mail-support.js';
+import { freePorts } from '../test/dataplane-support.js';
 import { machineInfo, progress, round, summarize, until } from './lib.js';
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
@@ -80,24 +81,6 @@ interface World {
 }
 
 // ---------------------------------------------------------------- setup through the API
-
-/** `n` distinct ports on 127.0.0.1 that were free a moment ago (all held at once, so they differ). */
-async function freePorts(n: number): Promise<number[]> {
-  const servers: Server[] = [];
-  try {
-    for (let i = 0; i < n; i++) {
-      const s = createServer();
-      await new Promise<void>((res, rej) => {
-        s.once('error', rej);
-        s.listen(0, '127.0.0.1', () => res());
-      });
-      servers.push(s);
-    }
-    return servers.map((s) => (s.address() as { port: number }).port);
-  } finally {
-    await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
-  }
-}
 
 /** A mail server, its stores, an organization and MAILBOXES users with mailboxes, all through the API. */
 async function provision(t: TestPlatform, work: string, serverName: string): Promise<{ mailboxes: Mailbox[]; smtpPort: number }> {
