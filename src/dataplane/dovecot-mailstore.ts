@@ -7,8 +7,8 @@ import { isId } from '../core/ids.js';
 import type { ProviderContext } from '../directory/ports.js';
 import type { MailboxDataProvider, MailboxDataRef } from '../resources/ports.js';
 import type { Db } from '../store/db.js';
-import { renderedDirs } from './follow.js';
-import { readManifest } from './instance.js';
+import { renderedDirs, renderedPlane } from './follow.js';
+import { reloadPostfix } from './instance.js';
 import type { Manifest } from './render.js';
 
 /**
@@ -81,13 +81,7 @@ export function createDovecotMailstore(opts: DovecotMailstoreOptions): MailboxDa
   const timeoutMs = opts.doveadmTimeoutMs ?? 10 * 60_000;
 
   /** The data plane rendered for mail server `serverId`, or null. */
-  const planeOf = (serverId: string): Manifest | null => {
-    for (const dir of renderedDirs(opts.dataplaneRoot)) {
-      const m = readManifest(dir);
-      if (m.server.id === serverId) return m;
-    }
-    return null;
-  };
+  const planeOf = (serverId: string): Manifest | null => renderedPlane(opts.dataplaneRoot, serverId);
 
   async function serverOf(storeId: string): Promise<string> {
     const s = await opts.db.selectFrom('mailstores').select('server_id').where('id', '=', storeId).executeTakeFirst();
@@ -96,7 +90,7 @@ export function createDovecotMailstore(opts: DovecotMailstoreOptions): MailboxDa
   }
 
   /** Run a command; resolves with its exit code (0, or the failure's), rejects only when it could not run. */
-  function run(cmd: 'doveadm' | 'postfix' | 'sync', args: string[], ctx: ProviderContext, as?: { uid: number; gid: number; home: string }): Promise<{ code: number; stderr: string }> {
+  function run(cmd: 'doveadm' | 'sync', args: string[], ctx: ProviderContext, as?: { uid: number; gid: number; home: string }): Promise<{ code: number; stderr: string }> {
     return new Promise((resolve, reject) => {
       execFile(cmd, args, {
         signal: ctx.signal, timeout: timeoutMs, encoding: 'utf8', maxBuffer: 1024 * 1024, cwd: '/',
@@ -131,13 +125,8 @@ export function createDovecotMailstore(opts: DovecotMailstoreOptions): MailboxDa
    * Make every Postfix here route afresh: its qmgr keeps the last resolved route for 30 s, so mail for the
    * mailbox would go on reaching the old server that long. A reload restarts qmgr; one not running caches nothing.
    */
-  async function rerouteMail(ctx: ProviderContext): Promise<void> {
-    for (const dir of renderedDirs(opts.dataplaneRoot)) {
-      const etc = readManifest(dir).postfixConfigDir;
-      if ((await run('postfix', ['-c', etc, 'status'], ctx)).code !== 0) continue;
-      const { code, stderr } = await run('postfix', ['-c', etc, 'reload'], ctx);
-      if (code !== 0) throw Errors.backendFailed(`postfix reload (${dir}) exited ${code}: ${stderr.trim()}`, { retryable: true });
-    }
+  async function rerouteMail(): Promise<void> {
+    for (const dir of renderedDirs(opts.dataplaneRoot)) await reloadPostfix(dir);
   }
 
   /** End the mailbox user's sessions on the old server (they work on the old home); best effort. */
@@ -206,7 +195,7 @@ export function createDovecotMailstore(opts: DovecotMailstoreOptions): MailboxDa
       const m = await planMove(from, to);
       if (!m) return;
       const t0 = Date.now();
-      if (!m.sameServer) await rerouteMail(ctx);
+      if (!m.sameServer) await rerouteMail();
       await kick(m.source, from.mailboxId, ctx);
       await drain(m, ctx);
       await pause(graceMs, ctx.signal);

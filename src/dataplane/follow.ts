@@ -2,7 +2,8 @@ import { existsSync, readdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { JobHandler } from '../engine/engine.js';
 import type { BillingEventSpec, JobSpec } from '../engine/procedure.js';
-import { reloadPostfix } from './instance.js';
+import { readManifest, reloadPostfix } from './instance.js';
+import type { Manifest } from './render.js';
 
 /**
  * What the data plane must do after a change, beyond the lookups (which read the database and so follow
@@ -32,6 +33,15 @@ export function renderedDirs(root: string | undefined): string[] {
   return readdirSync(root, { withFileTypes: true })
     .filter((d) => d.isDirectory() && existsSync(join(root, d.name, 'dataplane.json')))
     .map((d) => join(root, d.name));
+}
+
+/** The manifest of the data plane rendered under `root` for mail server `serverId`, or null. */
+export function renderedPlane(root: string | undefined, serverId: string): Manifest | null {
+  for (const dir of renderedDirs(root)) {
+    const m = readManifest(dir);
+    if (m.server.id === serverId) return m;
+  }
+  return null;
 }
 
 /** The reload job: every running Postfix under the data plane root (none configured: nothing to do). */

@@ -5,8 +5,7 @@ import { errorResponses, Id, type RouteDeps } from '../engine/http.js';
 import { visibleMailbox } from '../mail/grants-model.js';
 import type { Db } from '../store/db.js';
 import { doveadm, parseTab } from './doveadm.js';
-import { renderedDirs } from './follow.js';
-import { readManifest } from './instance.js';
+import { renderedPlane } from './follow.js';
 
 /**
  * A mailbox's usage as its mail server's Dovecot counts it, read at the moment it is asked for
@@ -32,10 +31,10 @@ export async function mailboxUsage(db: Db, root: string | undefined, mailboxId: 
   const name = placed && await db.selectFrom('dp_userdb_names as n').innerJoin('dp_userdb as u', (j) => j.onRef('u.name', '=', 'n.name').onRef('u.server_id', '=', 'n.server_id'))
     .select('n.name').where('u.mailbox_id', '=', mailboxId).where('n.server_id', '=', placed.server_id).executeTakeFirst();
   if (!placed || !name) throw Errors.stateConflict(`mailbox ${mailboxId} is not in the mail path (deleted, disabled, unplaced or its organization suspended)`);
-  const dir = renderedDirs(root).find((d) => readManifest(d).server.id === placed.server_id);
+  const plane = renderedPlane(root, placed.server_id);
   // tenants never see server ids: the messages name none
-  if (!dir) throw Errors.dataplaneNotManaged("this host does not manage the mailbox's mail server (HMC_DATAPLANE_ROOT)");
-  const r = await doveadm(readManifest(dir).dovecotConfig, ['-f', 'tab', 'quota', 'get', '-u', String(name.name)], { timeoutMs: 10_000 });
+  if (!plane) throw Errors.dataplaneNotManaged("this host does not manage the mailbox's mail server (HMC_DATAPLANE_ROOT)");
+  const r = await doveadm(plane.dovecotConfig, ['-f', 'tab', 'quota', 'get', '-u', String(name.name)], { timeoutMs: 10_000 });
   if (r.code !== 0) throw Errors.dataplaneUnavailable(`the mail server's Dovecot did not answer (doveadm exited ${r.code})`);
   const rows = parseTab(r.stdout);
   const of = (type: string) => rows.find((x) => x.type === type);
