@@ -163,7 +163,8 @@ for (const dialect of DIALECTS) {
         await assert.rejects(inbox(annB), 'no IMAP login while suspended');
         await t.ok('POST', `/api/v1/organizations/${b.org.id}/resume?wait=true`, undefined, b.resellerAdmin);
         const subject = `after resume ${tag()}`;
-        await mx.sendMail({ from: 'someone@remote.example', to: annB, subject, text: 'x\n' });
+        // the resume reloads Postfix; a connection that raced the reload may still meet an old process
+        await eventually('accepted after resume', () => mx.sendMail({ from: 'someone@remote.example', to: annB, subject, text: 'x\n' }).then(() => true, () => false), (ok) => ok, 10_000);
         await eventually('delivery after resume', () => inbox(annB), (s) => s.includes(subject));
       } finally {
         mx.close();

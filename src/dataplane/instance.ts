@@ -264,11 +264,11 @@ export async function reloadPostfix(dir: string, opts: { timeoutMs?: number } = 
   const master = livePid(m.postfixPidFile, /master/);
   if (!master) return false;
   // the reload is asynchronous: the old smtpd processes leave when the master tells them, so wait for them
-  const old = childrenNamed(master, 'smtpd');
+  const old = [...childrenNamed(master, 'smtpd'), ...childrenNamed(master, 'trivial-rewrite')];
   const log = join(m.logDir, 'start.log');
   const code = await run('postfix', ['-c', m.postfixConfigDir, 'reload'], log);
   if (code !== 0) throw Errors.backendFailed(`postfix reload exited with ${code}:\n${tail(log)}`, { retryable: true });
-  await waitFor('the old smtpd processes to exit after the reload', () => old.every((p) => !alive(p)), opts.timeoutMs ?? 10_000);
+  await waitFor('the old smtpd and trivial-rewrite processes to exit after the reload', () => old.every((p) => !alive(p)), opts.timeoutMs ?? 10_000);
   return true;
 }
 
