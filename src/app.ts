@@ -36,6 +36,7 @@ import { registerGrantRoutes } from './mail/grants-routes.js';
 import { fullAccessProcedures } from './mail/full-access.js';
 import { registerFullAccessRoutes } from './mail/full-access-routes.js';
 import { followFullAccessChanges, fullAccessJobs } from './dataplane/acl.js';
+import { publicFolderJobs } from './dataplane/public-folders.js';
 import { autoReplyProcedures } from './mail/auto-reply.js';
 import { registerAutoReplyRoutes } from './mail/auto-reply-routes.js';
 import { domainProcedures } from './mail/domains-procedures.js';
@@ -141,7 +142,8 @@ export async function createPlatform(config: Config, opts: PlatformOptions = {})
   const engine = new Engine({ store, txr: createTxRunner(store.db, store.dialect), log, prepare: { hashPassword: (p) => hasher.hash(p) }, metrics: metrics.engine });
   engine.register(...directoryProcedures);
   engine.register(...plansProcedures);
-  const mailSettings: MailSettings = { addressQuarantineMs: config.addressQuarantineDays * DAY_MS, mailboxRetentionMs: config.mailboxRetentionDays * DAY_MS };
+  const mailSettings: MailSettings = { addressQuarantineMs: config.addressQuarantineDays * DAY_MS, mailboxRetentionMs: config.mailboxRetentionDays * DAY_MS,
+    managesDataplanes: config.dataplaneRoot !== undefined };
   engine.register(...groupMailProcedures(mailSettings), ...publicFolderProcedures(mailSettings), ...grantProcedures, ...fullAccessProcedures, ...autoReplyProcedures);
   engine.register(...domainProcedures, ...mailboxProcedures(mailSettings), ...contactProcedures, importGroup);
   engine.register(...resourceProcedures, ...moveProcedures);
@@ -161,6 +163,7 @@ export async function createPlatform(config: Config, opts: PlatformOptions = {})
   for (const [kind, h] of Object.entries(followJobs(config.dataplaneRoot))) engine.handle(kind, h);
   engine.followEvents(followFullAccessChanges(config.dataplaneRoot));
   for (const [kind, h] of Object.entries(fullAccessJobs(engine, config.dataplaneRoot))) engine.handle(kind, h);
+  for (const [kind, h] of Object.entries(publicFolderJobs(engine, config.dataplaneRoot))) engine.handle(kind, h);
 
   let ready = false;
   const app = opts.api === false ? null : await buildApi({

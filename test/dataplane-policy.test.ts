@@ -293,6 +293,26 @@ for (const dialect of DIALECTS) {
       }
     });
 
+    test('a mail-enabled public folder: items above its maxItemSize are refused like a mailbox\'s receive limit', async () => {
+      const f = await t.ok('POST', `${o.orgUrl}/public-folders`, { name: 'inbound', prohibitPostQuota: 1_000_000, maxItemSize: 3_000 }, o.orgAdmin);
+      const address = `inbound@${o.domainName}`;
+      await t.ok('PUT', `${o.orgUrl}/public-folders/${f.id}/mail`, { primaryAddress: address }, o.orgAdmin);
+      const c = await PolicyClient.open(fresh.port);
+      try {
+        const tooBig = `552 5.3.4 Message too big for recipient <${address}>`;
+        assert.equal(await c.ask({ instance: newInstance(), recipient: address, size: 3_001 }), tooBig);
+        assert.equal(await c.ask({ instance: newInstance(), recipient: address, size: 3_000 }), DUNNO);
+        const i = newInstance();
+        assert.equal(await c.ask({ instance: i, recipient: address }), DUNNO);
+        assert.equal(await c.ask({ instance: i, state: 'END-OF-MESSAGE', size: 5_000, recipientCount: 1 }), tooBig);
+        // mail disabled: no longer a recipient Postfix delivers to, so no limit here either
+        await t.ok('DELETE', `${o.orgUrl}/public-folders/${f.id}/mail`, undefined, o.orgAdmin);
+        assert.equal(await c.ask({ instance: newInstance(), recipient: address, size: 50_000 }), DUNNO);
+      } finally {
+        await c.close();
+      }
+    });
+
     test('unauthenticated (MX) traffic carries no sender limits, whatever MAIL FROM claims', async () => {
       const c = await PolicyClient.open(cached.port);
       try {

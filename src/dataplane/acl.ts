@@ -45,7 +45,7 @@ const RIGHTS = ['create', 'delete', 'expunge', 'insert', 'lookup', 'post', 'read
 /** Passes over a mailbox's folders: the next one handles the folders created during the previous. */
 const PASSES = 3;
 
-interface Plane {
+export interface Plane {
   serverId: string;
   conf: string;
   mailRoot: string;
@@ -53,21 +53,24 @@ interface Plane {
   mailGid: number;
 }
 
-const planesUnder = (root: string | undefined): Plane[] => renderedDirs(root).map((dir) => {
+export const planesUnder = (root: string | undefined): Plane[] => renderedDirs(root).map((dir) => {
   const m = readManifest(dir);
   return { serverId: m.server.id, conf: m.dovecotConfig, mailRoot: m.mailRoot, mailUid: m.mailUid, mailGid: m.mailGid };
 });
 
 /** A mailbox as doveadm sees it without a userdb lookup. */
-interface Owner {
+export interface Owner {
   plane: Plane;
   name: string;
   home: string;
+  /** More `-o` settings (default: the shared namespace off). */
+  options?: string[];
 }
 
 /** `doveadm` for one mailbox: as the mail uid, in its home, under its name, without the shared namespace. */
-function mailboxDoveadm(o: Owner, args: string[], ctx: JobContext): Promise<DoveadmResult> {
-  const argv = ['-c', o.plane.conf, '-o', 'stats_writer_socket_path=', '-o', 'namespace/shared/disabled=yes', ...args];
+export function mailboxDoveadm(o: Owner, args: string[], ctx: JobContext): Promise<DoveadmResult> {
+  const options = (o.options ?? ['namespace/shared/disabled=yes']).flatMap((x) => ['-o', x]);
+  const argv = ['-c', o.plane.conf, '-o', 'stats_writer_socket_path=', ...options, ...args];
   return new Promise((resolve, reject) => {
     execFile('doveadm', argv, {
       uid: o.plane.mailUid, gid: o.plane.mailGid, cwd: '/', env: { PATH: process.env.PATH ?? '/usr/bin:/bin', HOME: o.home, USER: o.name },
@@ -82,7 +85,7 @@ function mailboxDoveadm(o: Owner, args: string[], ctx: JobContext): Promise<Dove
   });
 }
 
-function failed(o: Owner, what: string, r: DoveadmResult): never {
+export function failed(o: Owner, what: string, r: DoveadmResult): never {
   throw Errors.backendFailed(`doveadm ${what} for ${o.name} exited ${r.code}: ${r.stderr.trim().slice(0, 300)}`, { retryable: r.code === 75 });
 }
 
@@ -100,7 +103,7 @@ function indexedOwners(plane: Plane): Set<string> {
 }
 
 /** One folder's ACL entries to exactly `desired` (id → rights). */
-async function convergeFolder(o: Owner, folder: string, desired: Map<string, string>, ctx: JobContext): Promise<void> {
+export async function convergeFolder(o: Owner, folder: string, desired: Map<string, string>, ctx: JobContext): Promise<void> {
   const got = await mailboxDoveadm(o, ['-f', 'tab', 'acl', 'get', folder], ctx);
   if (got.code === 68) return; // the folder was deleted meanwhile
   if (got.code !== 0) failed(o, `acl get ${folder}`, got);

@@ -273,4 +273,72 @@ export const dataplaneMigrations: Migration[] = [
       `);
     },
   },
+  /**
+   * Public folders in the data plane (dataplane/public-folders.ts):
+   * - dp_public_folder_addresses(address, folder_id, org_id, store_id, server_id, quota_bytes, max_item_size):
+   *   the addresses of mail-enabled public folders of live organizations that are placed; Postfix accepts and
+   *   routes them (second virtual_mailbox_maps and transport_maps), Dovecot's second userdb delivers them into
+   *   the folder (quota = the folder's prohibitPostQuota), the policy service refuses items over maxItemSize.
+   * - dp_public_folder_transport(address, transport): `lmtp:` + the LMTP endpoint of the folder's server.
+   * - dp_user_acl_groups(login, group_id): the ACL identities of a user in Dovecot (`acl_groups`): its own id
+   *   and every group its mailbox belongs to, directly or through nested groups; a folder permission is the ACL
+   *   entry `group=<principal id>`, so a deleted user's successor with the same login inherits nothing.
+   *   Lookups anchor the recursion on the login (PUBLIC_ACL_GROUPS_SQL, below; the view serves reading).
+   * PostgreSQL gets lookup functions, as in 0014.
+   */
+  {
+    id: '0016_dataplane_public_folders',
+    async up(db, dialect) {
+      await runDdl(db, dialect, `
+        CREATE VIEW dp_public_folder_addresses AS
+          SELECT a.address AS address, f.id AS folder_id, f.org_id AS org_id, f.store_id AS store_id, s.server_id AS server_id,
+            f.prohibit_post_quota AS quota_bytes, f.max_item_size AS max_item_size
+          FROM addresses a
+          JOIN public_folders f ON f.id = a.recipient_id AND f.org_id = a.org_id
+          JOIN dp_live_orgs o ON o.id = f.org_id
+          JOIN mailstores s ON s.id = f.store_id
+          WHERE a.recipient_kind = 'public_folder' AND f.mail_enabled = 1;
+        CREATE VIEW dp_public_folder_transport AS
+          SELECT x.address AS address, 'lmtp:' || v.lmtp_endpoint AS transport
+          FROM dp_public_folder_addresses x
+          JOIN mail_servers v ON v.id = x.server_id;
+        CREATE VIEW dp_user_acl_groups AS
+          WITH RECURSIVE g (login, group_id) AS (
+            SELECT u.login, u.id FROM users u
+            UNION
+            SELECT u.login, gm.group_id FROM users u
+              JOIN mailboxes m ON m.user_id = u.id AND m.org_id = u.org_id AND m.kind = 'user'
+              JOIN mail_group_members gm ON gm.member_id = m.id AND gm.member_kind = 'mailbox' AND gm.org_id = m.org_id
+            UNION
+            SELECT g.login, gm.group_id FROM g JOIN mail_group_members gm ON gm.member_id = g.group_id AND gm.member_kind = 'group'
+          )
+          SELECT login, group_id FROM g
+      `);
+      if (dialect !== 'postgres') return;
+      await runDdl(db, dialect, `
+        CREATE FUNCTION dp_pf_public_folder(k text) RETURNS SETOF text LANGUAGE plpgsql STABLE AS $$ BEGIN RETURN QUERY SELECT x.folder_id::text FROM dp_public_folder_addresses x WHERE x.address = k; END $$;
+        CREATE FUNCTION dp_pf_public_transport(k text) RETURNS SETOF text LANGUAGE plpgsql STABLE AS $$ BEGIN RETURN QUERY SELECT x.transport::text FROM dp_public_folder_transport x WHERE x.address = k; END $$;
+        CREATE FUNCTION dp_dv_public_userdb(name_ text, server_ text) RETURNS TABLE (folder_id text, org_id text, quota_bytes bigint) LANGUAGE plpgsql STABLE AS $$ BEGIN RETURN QUERY SELECT x.folder_id::text, x.org_id::text, x.quota_bytes::bigint FROM dp_public_folder_addresses x WHERE x.address = name_ AND x.server_id = server_; END $$;
+        CREATE FUNCTION dp_dv_public(login_ text) RETURNS TABLE (login text, org_id text, acl_groups text) LANGUAGE plpgsql STABLE AS $$ BEGIN RETURN QUERY ${publicAclGroupsSql('login_', 'postgres')}; END $$
+      `);
+    },
+  },
 ];
+
+/**
+ * A user's public-folder identity for Dovecot's login (the passdb that only adds fields): login, org_id and
+ * acl_groups (its id and its groups, comma-separated), for the login `key` (an SQL expression). The recursion
+ * starts from that one user, so a login costs its own groups, not the platform's. One line (PostgreSQL
+ * function bodies are one line: runDdl splits at a semicolon ending a line).
+ */
+export function publicAclGroupsSql(key: string, dialect: 'sqlite' | 'postgres'): string {
+  const pg = dialect === 'postgres';
+  const agg = pg ? "string_agg(x.id, ',' ORDER BY x.id)" : "group_concat(x.id, ',')";
+  const text = pg ? '::text' : '';
+  return 'WITH RECURSIVE me AS (SELECT u.id AS user_id, u.login AS login, m.id AS mailbox_id, m.org_id AS org_id FROM users u '
+    + "JOIN mailboxes m ON m.user_id = u.id AND m.org_id = u.org_id AND m.kind = 'user' AND m.state = 'active' "
+    + `JOIN dp_live_orgs o ON o.id = m.org_id WHERE u.login = ${key} AND u.state = 'active' AND u.enabled = 1), `
+    + "g (group_id) AS (SELECT gm.group_id FROM me JOIN mail_group_members gm ON gm.member_id = me.mailbox_id AND gm.member_kind = 'mailbox' AND gm.org_id = me.org_id "
+    + "UNION SELECT gm.group_id FROM g JOIN mail_group_members gm ON gm.member_id = g.group_id AND gm.member_kind = 'group') "
+    + `SELECT me.login${text} AS login, me.org_id${text} AS org_id, (SELECT ${agg} FROM (SELECT me.user_id AS id UNION SELECT g.group_id FROM g) x)${text} AS acl_groups FROM me`;
+}

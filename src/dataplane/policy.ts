@@ -30,7 +30,8 @@ import { doveadm, parseTab, type DoveadmResult } from './doveadm.js';
  *   its send quota; permanent: the user must make room before sending again).
  * - RCPT, any: a recipient address of a mailbox as Postfix routes it (dp_mailbox_addresses) whose
  *   maxReceiveSize is below a declared SIZE= → `552 5.3.4` for that recipient (RFC 1870). Accepted mailbox
- *   recipients are remembered with their limit for the end of the message. Groups, public folders, unknown
+ *   recipients are remembered with their limit for the end of the message (a mail-enabled public folder: its
+ *   maxItemSize). Groups, unknown
  *   and external addresses have no receive-size limit here.
  * - END-OF-MESSAGE: `size` is now the real size. Authenticated and above maxSendSize → `552 5.3.4`; above
  *   the maxReceiveSize of any remembered recipient → `552 5.3.4` naming it. After DATA Postfix can only
@@ -136,14 +137,19 @@ async function findSender(db: Db, login: string): Promise<Sender | null> {
   };
 }
 
-/** The receive limit of the mailbox `address` routes to; null when it is not a mailbox Postfix delivers to. */
+/**
+ * The receive limit of the mailbox `address` routes to, or the maxItemSize of the mail-enabled public folder
+ * it names; null when it is neither.
+ */
 async function findReceiveLimit(db: Db, address: string): Promise<number | null> {
   const r = await db.selectFrom('dp_mailbox_addresses as a')
     .innerJoin('mailboxes as m', 'm.id', 'a.mailbox_id')
     .select('m.max_receive_size')
     .where('a.address', '=', address)
     .executeTakeFirst();
-  return r ? Number(r.max_receive_size) : null;
+  if (r) return Number(r.max_receive_size);
+  const f = await db.selectFrom('dp_public_folder_addresses').select('max_item_size').where('address', '=', address).executeTakeFirst();
+  return f ? Number(f.max_item_size) : null;
 }
 
 /** `host:port` or `[v6]:port` (HMC_POLICY_LISTEN) → where the service listens; port 0 = any free one. */

@@ -18,6 +18,11 @@ export interface MailSettings {
   addressQuarantineMs: number;
   /** How long a deleted mailbox is kept, disabled and restorable, before a job purges it. */
   mailboxRetentionMs: number;
+  /**
+   * This host manages data planes (HMC_DATAPLANE_ROOT): procedures whose change a data plane must carry out
+   * (public folders) enqueue the job that does it; elsewhere there is nothing to converge.
+   */
+  managesDataplanes?: boolean;
 }
 
 export const DAY_MS = 86_400_000;

@@ -21,6 +21,12 @@ import { page, type Page, type PageParams } from '../store/page.js';
 const strict = { additionalProperties: false } as const;
 const Timestamp = Type.String({ format: 'date-time' });
 
+/** Persisted job kinds (never rename), handled by the data plane (dataplane/public-folders.ts). */
+export const PUBLIC_FOLDER_JOBS = {
+  /** payload { orgId }: the organization's public folder trees and their ACLs = what the database holds. */
+  organization: 'mail.converge_public_folders',
+} as const;
+
 /** Persisted folder permission roles, strongest first. */
 export const FOLDER_ROLES = ['owner', 'editor', 'author', 'reviewer'] as const;
 export const FolderRole = Type.Union(FOLDER_ROLES.map((r) => Type.Literal(r)));
@@ -28,8 +34,14 @@ export const FolderRole = Type.Union(FOLDER_ROLES.map((r) => Type.Literal(r)));
 /** Longest path a folder may have (names are at most 255 characters; this bounds the depth of the tree). */
 export const MAX_FOLDER_PATH = 1024;
 export const FolderName = Type.String({
-  minLength: 1, maxLength: 255, pattern: '^[^\\u0000-\\u001f\\u007f/\\\\]+$', description: 'folder name: no "/", "\\" or control characters',
+  minLength: 1, maxLength: 255, pattern: '^[^\\u0000-\\u001f\\u007f/\\\\]+$',
+  description: 'folder name: no "/", "\\" or control characters; not ".", "..", "cur", "new" or "tmp"; not starting with "~"',
 });
+/**
+ * Names Dovecot refuses as a mailbox name besides what FolderName's pattern excludes (a folder is a Dovecot
+ * mailbox: dataplane/public-folders.ts): '.' and '..', Maildir's own cur, new and tmp, and a leading '~'.
+ */
+export const isReservedFolderName = (name: string) => /^(\.|\.\.|cur|new|tmp)$/.test(name) || name.startsWith('~');
 
 export const CreatePublicFolderBody = Type.Object(
   {

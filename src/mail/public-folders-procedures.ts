@@ -10,7 +10,7 @@ import { charge, checkCounts, checkFolderQuotaOrder, folderCharge, lockSubscript
 import { claimAddress, releaseAddresses, type MailSettings } from './addresses.js';
 import { activeOrgUser, mailGroupIn } from './groups-model.js';
 import {
-  CreatePublicFolderBody, EnableFolderMailBody, getFolder, MAX_FOLDER_PATH, SetPermissionBody, subtree, toPublicFolder,
+  CreatePublicFolderBody, EnableFolderMailBody, getFolder, isReservedFolderName, MAX_FOLDER_PATH, PUBLIC_FOLDER_JOBS, SetPermissionBody, subtree, toPublicFolder,
   UpdatePublicFolderBody,
 } from './public-folders-model.js';
 
@@ -39,6 +39,12 @@ const PrincipalId = Type.Union([Id('usr'), Id('grp')], { description: 'a user or
 const folderTarget = (org: any, id: string) => ({ type: 'public_folder', id, resellerId: org.reseller_id, orgId: org.id });
 const nameTaken = (path: string) => () => Errors.nameTaken(`a public folder ${path} exists`);
 
+
+function checkName(name: string): string {
+  if (isReservedFolderName(name)) throw Errors.invalidName(`"${name}" cannot name a folder: ".", "..", "cur", "new", "tmp" and names starting with "~" are reserved`);
+  return name;
+}
+
 function checkPath(path: string): string {
   if (path.length > MAX_FOLDER_PATH) throw Errors.invalidName(`a public folder path is at most ${MAX_FOLDER_PATH} characters`);
   return path;
@@ -53,6 +59,10 @@ async function openFolder(ctx: ProcContext, orgId: string, folderId: string) {
 }
 
 export function publicFolderProcedures(settings: MailSettings) {
+  /** The organization's folders in the data planes converge to what this transaction leaves (dataplane/public-folders.ts). */
+  const converge = (ctx: ProcContext, org: any) => {
+    if (settings.managesDataplanes) ctx.enqueue({ kind: PUBLIC_FOLDER_JOBS.organization, payload: { orgId: org.id }, queueKey: org.id });
+  };
   const createFolder = defineProcedure({
     id: FOLDER_PROCS.createFolder,
     input: Type.Object({ orgId: Id('org'), ...CreatePublicFolderBody.properties }, strict),
@@ -64,7 +74,7 @@ export function publicFolderProcedures(settings: MailSettings) {
       const parent = input.parentId ? await getFolder(ctx.tx, ctx.principal, org.id, input.parentId) : null;
       const quotas = { issueWarningQuota: input.issueWarningQuota ?? input.prohibitPostQuota, prohibitPostQuota: input.prohibitPostQuota };
       checkFolderQuotaOrder(quotas);
-      const path = checkPath(`${parent ? parent.path : ''}/${input.name}`);
+      const path = checkPath(`${parent ? parent.path : ''}/${checkName(input.name)}`);
       const charged = folderCharge(quotas);
       checkCounts(sub, { publicFolders: 1 });
       const storeId = await placeRecipient(ctx, sub, 'public_folder', { storeId: null, charged: 0, counted: false }, charged);
@@ -78,6 +88,7 @@ export function publicFolderProcedures(settings: MailSettings) {
       await ctx.tx.insertInto('public_folders').values(row).execute().catch((e) => conflictOn(e, { path: nameTaken(path), public_folders: nameTaken(path) }));
       ctx.target(folderTarget(org, row.id));
       ctx.diff(null, toPublicFolder(row));
+      converge(ctx, org);
       ctx.event({ resellerId: org.reseller_id, orgId: org.id, objectType: 'public_folder', objectId: row.id, event: 'created', data: { prohibitPostQuota: charged } });
       return toPublicFolder(row);
     },
@@ -108,13 +119,14 @@ export function publicFolderProcedures(settings: MailSettings) {
       if (input.hiddenFromAddressBook !== undefined) set.hidden = input.hiddenFromAddressBook ? 1 : 0;
       if (input.name !== undefined && input.name !== before.name) {
         const parentPath = before.path.slice(0, before.path.length - before.name.length - 1);
-        set.name = input.name;
+        set.name = checkName(input.name);
         set.path = checkPath(`${parentPath}/${input.name}`);
       }
       await ctx.tx.updateTable('public_folders').set(set).where('id', '=', before.id).execute()
         .catch((e) => conflictOn(e, { path: nameTaken(String(set.path)), public_folders: nameTaken(String(set.path)) }));
       // the folder's own path is free (checked just above), so no path under it can be taken either
       if (set.path !== undefined) await renameSubtree(ctx, org.id, before, set.path as string);
+      if (set.path !== undefined || (set.store_id !== undefined && set.store_id !== before.store_id)) converge(ctx, org);
       const after = { ...before, ...set };
       ctx.target(folderTarget(org, before.id));
       ctx.diff(toPublicFolder(before), toPublicFolder(after));
@@ -149,6 +161,7 @@ export function publicFolderProcedures(settings: MailSettings) {
       await charge(ctx, sub, { publicFolders: -rows.length, publicFolderBytes: -Number(bytes) });
       ctx.target(folderTarget(org, folder.id));
       ctx.diff({ folders: rows.map(toPublicFolder) }, null);
+      converge(ctx, org);
       for (const r of rows) ctx.event({ resellerId: org.reseller_id, orgId: org.id, objectType: 'public_folder', objectId: r.id, event: 'deleted' });
       return { id: folder.id, deleted: rows.map((r) => r.id as string), releasedBytes: Number(bytes), releasedAddresses: released };
     },
@@ -211,6 +224,7 @@ export function publicFolderProcedures(settings: MailSettings) {
       const view = { folderId: folder.id, principalId: input.principalId, principalKind: kind, role: input.role };
       ctx.target(folderTarget(org, folder.id));
       ctx.diff(before ? { ...view, role: before.role } : null, view);
+      converge(ctx, org);
       return view;
     },
   });
@@ -227,6 +241,7 @@ export function publicFolderProcedures(settings: MailSettings) {
       const view = { folderId: folder.id, principalId: input.principalId, principalKind: before.principal_kind, role: before.role };
       ctx.target(folderTarget(org, folder.id));
       ctx.diff(view, null);
+      converge(ctx, org);
       return view;
     },
   });
