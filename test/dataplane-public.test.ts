@@ -191,6 +191,10 @@ for (const dialect of DIALECTS) {
       assert.match(String(full), /^55\d 5\.2\.2/, `over the folder's quota: ${full}`);
       assert.equal((await subjects(ann, `Public/${f.name}`)).length, 2);
 
+      // hmc check knows the folder's Dovecot user: resolved, its quota the folder's prohibitPostQuota
+      const findings = (await t.ok('GET', '/api/v1/check')).findings.filter((x: any) => x.code.startsWith('dataplane_'));
+      assert.deepEqual(findings, [], 'the data plane matches the database');
+
       // a rename keeps the messages, the permissions and the address
       const renamed = `Renamed ${tag()}`;
       await t.ok('PATCH', `${a.orgUrl}/public-folders/${f.id}?wait=true`, { name: renamed, prohibitPostQuota: 100_000 }, a.orgAdmin);
