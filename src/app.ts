@@ -36,7 +36,7 @@ import { registerGrantRoutes } from './mail/grants-routes.js';
 import { fullAccessProcedures } from './mail/full-access.js';
 import { registerFullAccessRoutes } from './mail/full-access-routes.js';
 import { followFullAccessChanges, fullAccessJobs } from './dataplane/acl.js';
-import { publicFolderJobs } from './dataplane/public-folders.js';
+import { followPublicFolderChanges, publicFolderJobs } from './dataplane/public-folders.js';
 import { autoReplyProcedures } from './mail/auto-reply.js';
 import { registerAutoReplyRoutes } from './mail/auto-reply-routes.js';
 import { domainProcedures } from './mail/domains-procedures.js';
@@ -163,6 +163,7 @@ export async function createPlatform(config: Config, opts: PlatformOptions = {})
   for (const [kind, h] of Object.entries(followJobs(config.dataplaneRoot))) engine.handle(kind, h);
   engine.followEvents(followFullAccessChanges(config.dataplaneRoot));
   for (const [kind, h] of Object.entries(fullAccessJobs(engine, config.dataplaneRoot))) engine.handle(kind, h);
+  engine.followEvents(followPublicFolderChanges(config.dataplaneRoot));
   for (const [kind, h] of Object.entries(publicFolderJobs(engine, config.dataplaneRoot))) engine.handle(kind, h);
 
   let ready = false;

@@ -216,6 +216,14 @@ for (const dialect of DIALECTS) {
       assert.ok(!(await publicFolders(ann)).includes(`Public/${renamed}`));
     });
 
+    test('a purged organization leaves no public folder data behind', async () => {
+      const base = join(mailRoot, 'public', b.org.id);
+      assert.ok(existsSync(join(base, 'tree', 'Sales', 'cur')), 'B\'s Sales is on disk');
+      await t.ok('DELETE', `/api/v1/organizations/${b.org.id}?force=true&wait=true`);
+      await eventually('the purge and the convergence after it', async () => existsSync(base), (there) => !there, 20_000);
+      assert.ok(existsSync(join(mailRoot, 'public', a.org.id, 'tree')), 'A keeps its folders');
+    });
+
     test('a folder name Dovecot cannot store is refused by the API, before anything is made', async () => {
       for (const name of ['cur', 'tmp', '..', '~home']) {
         const r = await t.call('POST', `${a.orgUrl}/public-folders`, { body: { name, prohibitPostQuota: 1000 }, token: a.orgAdmin });

@@ -1,6 +1,7 @@
 import { chownSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, renameSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Engine, JobContext, JobHandler } from '../engine/engine.js';
+import type { BillingEventSpec, JobSpec } from '../engine/procedure.js';
 import { PUBLIC_FOLDER_JOBS } from '../mail/public-folders-model.js';
 import type { Db } from '../store/db.js';
 import { convergeFolder, failed, mailboxDoveadm, planesUnder, type Owner, type Plane } from './acl.js';
@@ -35,7 +36,8 @@ import { publicRoot } from './render.js';
  * what the database holds: it scans the tree for folder ids, renames a folder whose path changed (doveadm
  * mailbox rename, parents first: the subtree moves with it), creates missing ones, removes folders that were
  * deleted, sets every folder's ACL to its permissions, and points the links. Every step reads the current state
- * first, so a crash anywhere is repaired by the next run. doveadm runs as the mail uid without a userdb lookup,
+ * first, so a crash anywhere is repaired by the next run. A follower runs it after a user's deletion (ACL
+ * entries of the user go) and an organization's purge (its trees go). doveadm runs as the mail uid without a userdb lookup,
  * as the tree's owner (HOME = the organization's public directory, the tree as its private namespace), with
  * the quota plugin and the auto-created special folders off.
  *
@@ -201,6 +203,8 @@ async function convergePlane(plane: Plane, orgId: string, desired: Folder[], els
     const id = name.replace(/\.tmp$/, '');
     if (!wanted.has(id)) rmSync(join(links, name), { recursive: true, force: true });
   }
+  // the organization has no folders left anywhere (all deleted, or the organization purged): nothing to keep
+  if (desired.length === 0 && elsewhere.size === 0 && found.size === 0) rmSync(base, { recursive: true, force: true });
 }
 
 /**
@@ -239,6 +243,20 @@ async function desiredFolders(db: Db, orgId: string): Promise<Map<string, Folder
   }
   return out;
 }
+
+/**
+ * The engine follower: a purged organization's trees go (its rows went with the purge, which runs first in
+ * its queue), and a deleted user's ACL entries with them (harmless, ids are never reused, but not kept).
+ */
+export const followPublicFolderChanges = (root: string | undefined) => (events: readonly BillingEventSpec[]): JobSpec[] => {
+  if (!root) return [];
+  const orgs = new Set<string>();
+  for (const e of events) {
+    if (!e.orgId || (e.data as { compensation?: boolean } | undefined)?.compensation === true) continue;
+    if (e.event === 'deleted' && (e.objectType === 'organization' || e.objectType === 'user')) orgs.add(e.orgId);
+  }
+  return [...orgs].map((orgId) => ({ kind: PUBLIC_FOLDER_JOBS.organization, payload: { orgId }, queueKey: orgId }));
+};
 
 /** The job, on the data planes rendered under `root` (none: nothing to do). */
 export function publicFolderJobs(engine: Engine, root: string | undefined): Record<string, JobHandler> {
