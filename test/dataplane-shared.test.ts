@@ -243,6 +243,24 @@ for (const dialect of DIALECTS) {
       assert.doesNotMatch(readFileSync(join(logsOf(dp!.dir), 'dovecot.log'), 'utf8'), /acl.*(Error|Panic)|(Error|Panic).*acl/i, 'no ACL errors in the log');
     });
 
+    test('rooms and equipment are mailboxes too: they receive their mail and a delegate with full access works in them', async () => {
+      const carl = `carl@${a.domainName}`;
+      for (const kind of ['room', 'equipment']) {
+        const address = `${kind}-${tag()}@${a.domainName}`;
+        boxes.set(address, await t.ok('POST', `${a.orgUrl}/mailboxes?wait=true`, { kind, primaryAddress: address, planId: a.mailboxPlanId }, a.orgAdmin));
+        await t.ok('PUT', access(a, address, carl), undefined, a.orgAdmin);
+        const subject = `booking ${tag()}`;
+        const mx = nodemailer.createTransport({ host: '127.0.0.1', port: ports.smtp, secure: false, ignoreTLS: true });
+        try {
+          await mx.sendMail({ from: 'guest@remote.example', to: address, subject, text: 'a meeting\n' });
+        } finally {
+          mx.close();
+        }
+        await eventually(`${kind} mail as seen by its delegate`, () => imap(carl, (c) => subjects(c, `Shared/${address}/INBOX`)), (s) => s.includes(subject));
+        assert.equal(await canOpen(`bob@${a.domainName}`, `Shared/${address}/INBOX`), false, 'nobody else');
+      }
+    });
+
     test('a revoke while the mailbox is disabled holds when it is enabled again', async () => {
       const bob = `bob@${a.domainName}`;
       const desk = await sharedMailbox(a, 'desk');
