@@ -1,7 +1,7 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import nodemailer from 'nodemailer';
@@ -200,6 +200,26 @@ for (const dialect of DIALECTS) {
       const ref = (storeId: string) => ({ orgId: org.org.id, mailboxId, storeId, mailRoot: two.mailRoot });
       await t.platform.mailboxData.finishMove!(ref(two.storeA), ref(two.storeB), { signal: new AbortController().signal, log: t.platform.log, requestId: 'test' });
       assert.equal(existsSync(staged), false);
+      await allDelivered(two.imap);
+      assert.deepEqual(await folderSubjects(two.imap, login, password, 'Sent'), [sentCopy]);
+    });
+
+    test('a move that failed for good is undone with its data: the staged old home and what reached the new one come back, each message once', async () => {
+      // the state a failed move B → A leaves: B's home staged aside (B.moving) and copied into A, where one more
+      // message arrived after the switch; the compensation moves the mailbox back (routing: B) and asks for A → B
+      const homeA = homeOn(two.mailRoot, two.storeA);
+      const homeB = homeOn(two.mailRoot, two.storeB);
+      assert.equal(existsSync(homeA), false);
+      renameSync(homeB, `${homeB}.moving`);
+      execFileSync('cp', ['-a', `${homeB}.moving`, homeA]);
+      const late = `arrived at A after the switch ${tag()}`;
+      const file = join(homeA, 'Maildir', 'new', `${Date.now()}.late${tag()}.hmc-test`);
+      writeFileSync(file, `From: someone@remote.example\r\nTo: ${login}\r\nSubject: ${late}\r\n\r\nhello\r\n`);
+      execFileSync('chown', ['-R', `${planes[1]!.manifest.mailUid}:${planes[1]!.manifest.mailGid}`, homeA]);
+      sent.push(late);
+      const ref = (storeId: string) => ({ orgId: org.org.id, mailboxId, storeId, mailRoot: two.mailRoot });
+      await t.platform.mailboxData.moveMailbox(ref(two.storeA), ref(two.storeB), { signal: new AbortController().signal, log: t.platform.log, requestId: 'test' });
+      for (const gone of [homeA, `${homeB}.moving`, `${homeA}.moving`]) assert.equal(existsSync(gone), false, gone);
       await allDelivered(two.imap);
       assert.deepEqual(await folderSubjects(two.imap, login, password, 'Sent'), [sentCopy]);
     });

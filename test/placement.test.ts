@@ -356,6 +356,11 @@ for (const dialect of DIALECTS) {
       assert.deepEqual([(await store(l, 'a')).mailboxCount, (await store(l, 'b')).mailboxCount, (await store(l, 'b')).allocatedBytes], [1, 0, 0]);
       assert.equal(readFileSync(join(dataOf('a'), 'keep.eml'), 'utf8'), 'x', 'the data never left');
       assert.deepEqual((await t.ok('GET', `/api/v1/mailstores/${l.id.a}/recipients`)).items.map((x: any) => x.id), [m.id]);
+      // the undo brought back whatever had reached b (a move b → a, marked in flight until its job finished)
+      const row = await t.platform.store.db.selectFrom('mailboxes').select(['store_id', 'moving_from']).where('id', '=', m.id).executeTakeFirstOrThrow();
+      assert.deepEqual([row.store_id, row.moving_from], [l.id.a, null]);
+      const jobs = await t.platform.store.db.selectFrom('jobs').select(['kind', 'phase', 'state']).where('request_id', '=', r.headers['hmc-request-id'] as string).execute();
+      assert.ok(jobs.some((j: any) => j.phase === 'compensation' && j.kind === 'mailstore.move_mailbox' && j.state === 'done'), JSON.stringify(jobs));
     });
 
     test('moves: all of an organization\'s mailboxes in one batch request, one item per mailbox', async () => {

@@ -190,8 +190,25 @@ export function createDovecotMailstore(opts: DovecotMailstoreOptions): MailboxDa
     }
   }
 
+  /**
+   * A copy that an earlier move out of `to`'s home left staged there (that move failed for good and was
+   * undone, so the mailbox moves back: resources/moves.ts) goes back into the home first, deduplicated
+   * (part of it may have reached the other home and comes back with this move: true = deduplicate after it).
+   */
+  async function recoverStaged(to: MailboxDataRef, ctx: ProviderContext): Promise<boolean> {
+    const home = homeOf(to);
+    const staged = `${home}.moving`;
+    if (!existsSync(staged)) return false;
+    const target = planeOf(await serverOf(to.storeId));
+    if (!target) throw Errors.backendFailed(`no data plane rendered for the server of store ${to.storeId} under ${opts.dataplaneRoot}`, { retryable: true });
+    if (await holdsMail(staged)) await importStaged({ home, mailRoot: to.mailRoot, old: home, staged, target, source: target, sameServer: true }, ctx, true);
+    await rm(staged, { recursive: true, force: true });
+    return true;
+  }
+
   return {
     async moveMailbox(from, to, ctx) {
+      const recovered = await recoverStaged(to, ctx);
       const m = await planMove(from, to);
       if (!m) return;
       const t0 = Date.now();
@@ -200,6 +217,7 @@ export function createDovecotMailstore(opts: DovecotMailstoreOptions): MailboxDa
       await drain(m, ctx);
       await pause(graceMs, ctx.signal);
       await drain(m, ctx);
+      if (recovered) await mailDoveadm(m.target, m.home, ['deduplicate', 'mailbox', '*', 'all'], ctx);
       ctx.log.info({ mailbox: from.mailboxId, from: from.storeId, to: to.storeId, ms: Date.now() - t0 }, 'mailbox data moved');
     },
     async finishMove(from, to, ctx) {

@@ -34,7 +34,8 @@ export function createFilesMailstore(root: string): MailboxDataProvider & { path
           if (ctx.signal.aborted) throw Errors.unavailable('lease lost during the copy', { retryable: true });
           await rename(part, dst);
         }
-        await rm(src, { recursive: true, force: true });
+        // (nothing there at all, not even a directory: a move undone before its copy began)
+        if (await isDir(src)) await rm(src, { recursive: true, force: true });
       } catch (e) {
         const code = (e as NodeJS.ErrnoException).code;
         // something that is not ours is in the way (a file where a directory belongs): retrying will not help

@@ -86,7 +86,11 @@ export const moveMailbox = defineProcedure({
     ctx.event({ resellerId: org.reseller_id, orgId: org.id, objectType: 'mailbox', objectId: before.id, event: 'moved', data: { from: before.store_id, to } });
     return { ...view(after), moved: true };
   },
-  /** The copy failed for good: the data is still on the old store, so the mailbox goes back there. */
+  /**
+   * The copy failed for good: the mailbox goes back to the old store, and so does whatever reached the new one
+   * (mail delivered there since the switch, messages the copy had carried over, a staged part of the old
+   * home): a move job the other way round, marked in flight like any move.
+   */
   async compensate(ctx, data: MovePayload) {
     const m = await ctx.tx.selectFrom('mailboxes').selectAll().where('id', '=', data.mailboxId).executeTakeFirst();
     if (!m || m.store_id !== data.to || m.moving_from !== data.from) return;
@@ -96,7 +100,8 @@ export const moveMailbox = defineProcedure({
       // the allocation that came along goes back too (unless moving back already brought it)
       if (back.allocationMoved === 0) await returnAllocation(ctx, s, data.to, data.from, data.allocationMoved ?? 0);
     }
-    await ctx.tx.updateTable('mailboxes').set({ store_id: data.from, moving_from: null, updated_at: ctx.now }).where('id', '=', m.id).execute();
+    const back = requestDataMove(ctx, { id: m.id, org_id: m.org_id, moving_from: null }, data.to, data.from);
+    await ctx.tx.updateTable('mailboxes').set({ store_id: data.from, ...back, updated_at: ctx.now }).where('id', '=', m.id).execute();
   },
 });
 
