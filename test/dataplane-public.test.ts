@@ -178,18 +178,20 @@ for (const dialect of DIALECTS) {
       const A = a.domainName;
       const ann = `ann@${A}`;
       const address = `support-${tag()}@${A}`;
-      const f = await folder(a, { name: `Support ${tag()}`, prohibitPostQuota: 6_000, maxItemSize: 4_000 });
+      const f = await folder(a, { name: `Support ${tag()}`, prohibitPostQuota: 6_000, issueWarningQuota: 2_000, maxItemSize: 4_000 });
       await t.ok('PUT', `${a.orgUrl}/public-folders/${f.id}/mail?wait=true`, { primaryAddress: address }, a.orgAdmin);
       await grant(a, f, users.get(ann).id, 'reviewer');
       const first = `first ${tag()}`;
       assert.equal(await send(address, first), undefined);
       await eventually('delivery into the folder', () => subjects(ann, `Public/${f.name}`), (s) => s.includes(first));
-      // quota: the folder holds ~0.3 KB; 3 KB fits, the next 3 KB does not (prohibitPostQuota 6,000 bytes)
+      // quota: the folder holds ~0.3 KB; 3 KB fits and crosses issueWarningQuota (2,000 bytes): one notice, filed
+      // in the folder; the next 3 KB does not fit (prohibitPostQuota 6,000 bytes)
       assert.equal(await send(address, `big one ${tag()}`, 3_000), undefined);
-      await eventually('the second delivery', () => subjects(ann, `Public/${f.name}`), (s) => s.length === 2);
+      const notice = 'Your mailbox is almost full';
+      await eventually('the second delivery and the notice', () => subjects(ann, `Public/${f.name}`), (s) => s.length === 3 && s.includes(notice));
       const full = await send(address, `over quota ${tag()}`, 3_000);
       assert.match(String(full), /^55\d 5\.2\.2/, `over the folder's quota: ${full}`);
-      assert.equal((await subjects(ann, `Public/${f.name}`)).length, 2);
+      assert.equal((await subjects(ann, `Public/${f.name}`)).length, 3);
 
       // hmc check knows the folder's Dovecot user: resolved, its quota the folder's prohibitPostQuota
       const findings = (await t.ok('GET', '/api/v1/check')).findings.filter((x: any) => x.code.startsWith('dataplane_'));
@@ -198,7 +200,7 @@ for (const dialect of DIALECTS) {
       // a rename keeps the messages, the permissions and the address
       const renamed = `Renamed ${tag()}`;
       await t.ok('PATCH', `${a.orgUrl}/public-folders/${f.id}?wait=true`, { name: renamed, prohibitPostQuota: 100_000 }, a.orgAdmin);
-      assert.equal((await subjects(ann, `Public/${renamed}`)).length, 2);
+      assert.equal((await subjects(ann, `Public/${renamed}`)).length, 3);
       const after = `after the rename ${tag()}`;
       assert.equal(await send(address, after), undefined);
       await eventually('delivery after the rename', () => subjects(ann, `Public/${renamed}`), (s) => s.includes(after));

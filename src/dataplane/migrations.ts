@@ -275,10 +275,11 @@ export const dataplaneMigrations: Migration[] = [
   },
   /**
    * Public folders in the data plane (dataplane/public-folders.ts):
-   * - dp_public_folder_addresses(address, folder_id, org_id, store_id, server_id, quota_bytes, max_item_size):
-   *   the addresses of mail-enabled public folders of live organizations that are placed; Postfix accepts and
-   *   routes them (second virtual_mailbox_maps and transport_maps), Dovecot's second userdb delivers them into
-   *   the folder (quota = the folder's prohibitPostQuota), the policy service refuses items over maxItemSize.
+   * - dp_public_folder_addresses(address, folder_id, org_id, store_id, server_id, quota_bytes, warning_bytes,
+   *   max_item_size): the addresses of mail-enabled public folders of live organizations that are placed;
+   *   Postfix accepts and routes them (second virtual_mailbox_maps and transport_maps), Dovecot's second userdb
+   *   delivers them into the folder (quota = prohibitPostQuota; crossing issueWarningQuota files one notice in
+   *   the folder itself, where its readers see it), the policy service refuses items over maxItemSize.
    * - dp_public_folder_transport(address, transport): `lmtp:` + the LMTP endpoint of the folder's server.
    * - dp_user_acl_groups(login, group_id): the ACL identities of a user in Dovecot (`acl_groups`): its own id
    *   and every group its mailbox belongs to, directly or through nested groups; a folder permission is the ACL
@@ -292,7 +293,7 @@ export const dataplaneMigrations: Migration[] = [
       await runDdl(db, dialect, `
         CREATE VIEW dp_public_folder_addresses AS
           SELECT a.address AS address, f.id AS folder_id, f.org_id AS org_id, f.store_id AS store_id, s.server_id AS server_id,
-            f.prohibit_post_quota AS quota_bytes, f.max_item_size AS max_item_size
+            f.prohibit_post_quota AS quota_bytes, f.issue_warning_quota AS warning_bytes, f.max_item_size AS max_item_size
           FROM addresses a
           JOIN public_folders f ON f.id = a.recipient_id AND f.org_id = a.org_id
           JOIN dp_live_orgs o ON o.id = f.org_id
@@ -318,7 +319,7 @@ export const dataplaneMigrations: Migration[] = [
       await runDdl(db, dialect, `
         CREATE FUNCTION dp_pf_public_folder(k text) RETURNS SETOF text LANGUAGE plpgsql STABLE AS $$ BEGIN RETURN QUERY SELECT x.folder_id::text FROM dp_public_folder_addresses x WHERE x.address = k; END $$;
         CREATE FUNCTION dp_pf_public_transport(k text) RETURNS SETOF text LANGUAGE plpgsql STABLE AS $$ BEGIN RETURN QUERY SELECT x.transport::text FROM dp_public_folder_transport x WHERE x.address = k; END $$;
-        CREATE FUNCTION dp_dv_public_userdb(name_ text, server_ text) RETURNS TABLE (folder_id text, org_id text, quota_bytes bigint) LANGUAGE plpgsql STABLE AS $$ BEGIN RETURN QUERY SELECT x.folder_id::text, x.org_id::text, x.quota_bytes::bigint FROM dp_public_folder_addresses x WHERE x.address = name_ AND x.server_id = server_; END $$;
+        CREATE FUNCTION dp_dv_public_userdb(name_ text, server_ text) RETURNS TABLE (folder_id text, org_id text, quota_bytes bigint, warning_bytes bigint) LANGUAGE plpgsql STABLE AS $$ BEGIN RETURN QUERY SELECT x.folder_id::text, x.org_id::text, x.quota_bytes::bigint, x.warning_bytes::bigint FROM dp_public_folder_addresses x WHERE x.address = name_ AND x.server_id = server_; END $$;
         CREATE FUNCTION dp_dv_public(login_ text) RETURNS TABLE (login text, org_id text, acl_groups text) LANGUAGE plpgsql STABLE AS $$ BEGIN RETURN QUERY ${publicAclGroupsSql('login_', 'postgres')}; END $$
       `);
     },
