@@ -69,7 +69,7 @@ interface Layout {
  * the first authoritative, the last an alias of the first, one internal relay, the rest authoritative — written
  * straight into the tables in multi-row INSERTs (the triggers of 0017 fire as for any write).
  */
-export async function load(db: Db): Promise<Layout> {
+async function load(db: Db): Promise<Layout> {
   const now = Date.now();
   const resellers: string[] = [];
   const orgs: { id: string; resellerId: string }[] = [];

@@ -22,6 +22,8 @@ export const DOMAIN_CHANGES_KEPT = 10_000;
  *   listener that reloads on the notification sees the change; identical payloads of one transaction are
  *   delivered once (a purge of 1,000 domains of one organization is one notification). No table: a change log
  *   read by "id > cursor" would skip rows whose sequence value was taken by a transaction that commits later.
+ *   Transactions that NOTIFY commit one at a time (the notification queue's lock): only domain and tenant-state
+ *   changes do, and they are rare next to mailbox and user changes, which notify nothing.
  * - SQLite: one writer, so an AUTOINCREMENT log read by "seq > cursor" is in commit order; the cache polls it
  *   (primary-key range, nothing to read in the usual case). Each insert trims the log to its last
  *   DOMAIN_CHANGES_KEPT rows, so it never grows; a reader whose cursor fell off the end rebuilds in full.
