@@ -58,6 +58,7 @@ import { dataplaneCheck, dataplaneRepair, dataplaneRepairJobs } from './dataplan
 import { buildApi } from './api/server.js';
 import { createMetrics } from './api/metrics.js';
 import { Errors } from './core/errors.js';
+import { DomainCache } from './transport/domain-cache.js';
 
 /** The composition root: wires configuration, database, engine, providers, workers and the API. */
 
@@ -70,6 +71,8 @@ export interface Platform {
   app: FastifyInstance | null;
   workers: Worker[];
   log: Logger;
+  /** The transport domain cache, when started (PlatformOptions.domainCache); its metrics are in /metrics. */
+  domainCache: DomainCache | null;
   /** The Postfix policy service, once `listen` started it (config.policyListen). */
   readonly policy: PolicyService | null;
   /** Start listening (API, and the policy service when configured) and return the API's base URL. */
@@ -91,6 +94,11 @@ export interface PlatformOptions {
   mailboxData?: MailboxDataProvider;
   /** Skip migrations (they are run by `hmc migrate` / `hmc init`); default: migrate on start. */
   migrate?: boolean;
+  /**
+   * Run the transport domain cache in this process (default false: nothing reads it until the transport agent
+   * of issue 6 does, which will turn it on under `hmc serve`).
+   */
+  domainCache?: boolean;
 }
 
 function storeFor(config: Config, poolSize?: number): Store {
@@ -178,11 +186,16 @@ export async function createPlatform(config: Config, opts: PlatformOptions = {})
   const workerCount = opts.workers ?? config.workers;
   const workers = Array.from({ length: workerCount }, () =>
     new Worker(engine, { leaseMs: config.jobLeaseMs, concurrency: opts.concurrency ?? 4, pollMs: store.dialect === 'postgres' ? 200 : 1000 }).start());
+  const domainCache = opts.domainCache ? new DomainCache({
+    store, databaseUrl: config.databaseUrl, snapshotPath: config.domainCacheSnapshot,
+    refreshIntervalMs: config.domainCacheRefreshMinutes * 60_000, log, registry: metrics.registry,
+  }) : null;
+  await domainCache?.start();
   ready = true;
 
   let policy: PolicyService | null = null;
   return {
-    config, store, engine, homes, mailboxData, app, workers, log,
+    config, store, engine, homes, mailboxData, app, workers, log, domainCache,
     get policy() {
       return policy;
     },
@@ -204,6 +217,7 @@ export async function createPlatform(config: Config, opts: PlatformOptions = {})
       policy = null;
       if (app) await app.close();
       await Promise.all(workers.map((w) => w.stop()));
+      await domainCache?.stop();
       await engine.txr.drain();
       await hasher.close();
       await store.close();

@@ -27,12 +27,18 @@ export interface Config {
   policyListen: string | undefined;
   /** Directory of rendered data planes, one `<mail server name>/dataplane.json` each (the policy service reads usage through their Dovecot). */
   dataplaneRoot: string | undefined;
+  /** The transport domain cache's safety-net full refresh (HMC's "Cache Refresh Time"), minutes; changes arrive within seconds regardless. */
+  domainCacheRefreshMinutes: number;
+  /** The transport domain cache's snapshot file (served while the database cannot be read). */
+  domainCacheSnapshot: string;
 }
 
 /** Configuration from environment variables, with the embedded defaults. */
 export function configFromEnv(env: NodeJS.ProcessEnv, overrides: Partial<Config> = {}): Config {
   const dataDir = resolve(overrides.dataDir ?? env.HMC_DATA_DIR ?? './data');
   const num = (v: string | undefined, d: number) => (v !== undefined && v !== '' && Number.isFinite(Number(v)) ? Number(v) : d);
+  // an interval of 0 or less would be a refresh loop: keep the default
+  const positive = (v: string | undefined, d: number) => (num(v, d) > 0 ? num(v, d) : d);
   return {
     dataDir,
     databaseUrl: overrides.databaseUrl ?? (env.HMC_DATABASE_URL || undefined),
@@ -48,5 +54,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv, overrides: Partial<Config>
     mailboxRetentionDays: overrides.mailboxRetentionDays ?? num(env.HMC_MAILBOX_RETENTION_DAYS, 30),
     policyListen: overrides.policyListen ?? (env.HMC_POLICY_LISTEN || undefined),
     dataplaneRoot: overrides.dataplaneRoot ?? (env.HMC_DATAPLANE_ROOT ? resolve(env.HMC_DATAPLANE_ROOT) : undefined),
+    domainCacheRefreshMinutes: overrides.domainCacheRefreshMinutes ?? positive(env.HMC_DOMAIN_CACHE_REFRESH_MINUTES, 60),
+    domainCacheSnapshot: resolve(overrides.domainCacheSnapshot ?? env.HMC_DOMAIN_CACHE_SNAPSHOT ?? join(dataDir, 'domain-cache.json')),
   };
 }
