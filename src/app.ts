@@ -59,6 +59,10 @@ import { buildApi } from './api/server.js';
 import { createMetrics } from './api/metrics.js';
 import { Errors } from './core/errors.js';
 import { DomainCache } from './transport/domain-cache.js';
+import type { TransportAgent } from './transport/agent.js';
+import type { Registry } from 'prom-client';
+import { agentDataplanes, loadTransportSecret, startAgents } from './transport/service.js';
+import type { Manifest } from './dataplane/render.js';
 
 /** The composition root: wires configuration, database, engine, providers, workers and the API. */
 
@@ -71,12 +75,21 @@ export interface Platform {
   app: FastifyInstance | null;
   workers: Worker[];
   log: Logger;
-  /** The transport domain cache, when started (PlatformOptions.domainCache); its metrics are in /metrics. */
-  domainCache: DomainCache | null;
+  /** The transport domain cache, when started (PlatformOptions.domainCache, or for transport agents); its metrics are in /metrics. */
+  readonly domainCache: DomainCache | null;
   /** The Postfix policy service, once `listen` started it (config.policyListen). */
   readonly policy: PolicyService | null;
-  /** Start listening (API, and the policy service when configured) and return the API's base URL. */
+  /** Prometheus registry behind /metrics (engine, domain cache, agents). */
+  registry: Registry;
+  /** The transport agents running in this process (startTransport). */
+  readonly agents: TransportAgent[];
+  /** Start listening (API, the policy service and transport agents when configured) and return the API's base URL. */
   listen(): Promise<string>;
+  /**
+   * Start a transport agent for each of these data planes (default: every one under config.dataplaneRoot that was
+   * rendered with an agent), with the domain cache they share; returns the agents started.
+   */
+  startTransport(manifests?: Manifest[]): Promise<TransportAgent[]>;
   close(): Promise<void>;
 }
 
@@ -95,10 +108,12 @@ export interface PlatformOptions {
   /** Skip migrations (they are run by `hmc migrate` / `hmc init`); default: migrate on start. */
   migrate?: boolean;
   /**
-   * Run the transport domain cache in this process (default false: nothing reads it until the transport agent
-   * of issue 6 does, which will turn it on under `hmc serve`).
+   * Run the transport domain cache in this process even without transport agents (default false; the agents
+   * start it themselves).
    */
   domainCache?: boolean;
+  /** false: never start transport agents in `listen` (default: for every data plane rendered with one). */
+  transport?: boolean;
 }
 
 function storeFor(config: Config, poolSize?: number): Store {
@@ -186,7 +201,9 @@ export async function createPlatform(config: Config, opts: PlatformOptions = {})
   const workerCount = opts.workers ?? config.workers;
   const workers = Array.from({ length: workerCount }, () =>
     new Worker(engine, { leaseMs: config.jobLeaseMs, concurrency: opts.concurrency ?? 4, pollMs: store.dialect === 'postgres' ? 200 : 1000 }).start());
-  const domainCache = opts.domainCache ? new DomainCache({
+  // the agents need the cache; under `hmc serve` they run for the data planes rendered with one
+  const agentPlanes = opts.transport === false || !config.dataplaneRoot ? [] : agentDataplanes(config.dataplaneRoot);
+  const domainCache = opts.domainCache || agentPlanes.length > 0 ? new DomainCache({
     store, databaseUrl: config.databaseUrl, snapshotPath: config.domainCacheSnapshot,
     refreshIntervalMs: config.domainCacheRefreshMinutes * 60_000, log, registry: metrics.registry,
   }) : null;
@@ -194,11 +211,32 @@ export async function createPlatform(config: Config, opts: PlatformOptions = {})
   ready = true;
 
   let policy: PolicyService | null = null;
+  let agents: TransportAgent[] = [];
+  let transportCache = domainCache;
+  async function startTransport(manifests: Manifest[] = agentPlanes): Promise<TransportAgent[]> {
+    if (manifests.length === 0) return [];
+    if (!transportCache) {
+      transportCache = new DomainCache({ store, databaseUrl: config.databaseUrl, snapshotPath: config.domainCacheSnapshot,
+        refreshIntervalMs: config.domainCacheRefreshMinutes * 60_000, log, registry: metrics.registry });
+      await transportCache.start();
+    }
+    const started = await startAgents(manifests, { db: store.db, cache: transportCache, secret: loadTransportSecret(config),
+      replyPeriodMs: config.autoReplyPeriodHours * 3600_000, log, registry: metrics.registry });
+    agents = [...agents, ...started];
+    return started;
+  }
   return {
-    config, store, engine, homes, mailboxData, app, workers, log, domainCache,
+    config, store, engine, homes, mailboxData, app, workers, log, registry: metrics.registry,
+    get domainCache() {
+      return transportCache;
+    },
     get policy() {
       return policy;
     },
+    get agents() {
+      return agents;
+    },
+    startTransport,
     async listen() {
       if (!app) throw new Error('this platform has no API');
       const policyAt = config.policyListen ? parseListenAddress(config.policyListen) : null;
@@ -209,15 +247,19 @@ export async function createPlatform(config: Config, opts: PlatformOptions = {})
       if (policyAt && config.dataplaneRoot) {
         policy = await startPolicyService({ db: store.db, ...policyAt, usage: doveadmUsage(dataplaneDovecotConfigs(config.dataplaneRoot)), log });
       }
+      await startTransport();
       return url;
     },
     async close() {
       ready = false;
+      // the agents first: Postfix keeps what they have not handed back and sends it again
+      await Promise.all(agents.map((a) => a.close()));
+      agents = [];
       await policy?.close();
       policy = null;
       if (app) await app.close();
       await Promise.all(workers.map((w) => w.stop()));
-      await domainCache?.stop();
+      await transportCache?.stop();
       await engine.txr.drain();
       await hasher.close();
       await store.close();

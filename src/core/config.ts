@@ -31,6 +31,15 @@ export interface Config {
   domainCacheRefreshMinutes: number;
   /** The transport domain cache's snapshot file (served while the database cannot be read). */
   domainCacheSnapshot: string;
+  /**
+   * Key of the transport agents' internal stamp (HMC_TRANSPORT_SECRET, at least 32 characters), the same on every
+   * node; unset: a random key kept in `<data dir>/transport-secret` (one-node platforms).
+   */
+  transportSecret: string | undefined;
+  /** At most one auto-reply per sender and mailbox in this many hours (RFC 3834 suggests days; default 96 = 4 days). */
+  autoReplyPeriodHours: number;
+  /** `hmc transport`'s health and metrics listener, host:port (default 127.0.0.1:8026). */
+  transportHttp: string;
 }
 
 /** Configuration from environment variables, with the embedded defaults. */
@@ -55,6 +64,9 @@ export function configFromEnv(env: NodeJS.ProcessEnv, overrides: Partial<Config>
     policyListen: overrides.policyListen ?? (env.HMC_POLICY_LISTEN || undefined),
     dataplaneRoot: overrides.dataplaneRoot ?? (env.HMC_DATAPLANE_ROOT ? resolve(env.HMC_DATAPLANE_ROOT) : undefined),
     domainCacheRefreshMinutes: overrides.domainCacheRefreshMinutes ?? positive(env.HMC_DOMAIN_CACHE_REFRESH_MINUTES, 60),
+    transportSecret: overrides.transportSecret ?? (env.HMC_TRANSPORT_SECRET || undefined),
+    autoReplyPeriodHours: overrides.autoReplyPeriodHours ?? positive(env.HMC_AUTO_REPLY_PERIOD_HOURS, 96),
+    transportHttp: overrides.transportHttp ?? (env.HMC_TRANSPORT_HTTP || '127.0.0.1:8026'),
     domainCacheSnapshot: resolve(overrides.domainCacheSnapshot ?? env.HMC_DOMAIN_CACHE_SNAPSHOT ?? join(dataDir, 'domain-cache.json')),
   };
 }

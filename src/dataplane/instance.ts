@@ -84,7 +84,8 @@ async function waitFor(what: string, check: () => boolean | Promise<boolean>, ti
 }
 
 function tcpPorts(m: Manifest): number[] {
-  return [m.ports.smtp, m.ports.lmtp, m.ports.imap, m.ports.pop3, m.ports.submission ?? null].filter((p): p is number => p !== null);
+  return [m.ports.smtp, m.ports.lmtp, m.ports.imap, m.ports.pop3, m.ports.submission ?? null, m.agent?.reinjectPort ?? null, m.agent?.replyPort ?? null]
+    .filter((p): p is number => p !== null);
 }
 
 /** Run a command with stdio appended to `logFile` (never a pipe: a daemon child would hold it open). */

@@ -63,6 +63,21 @@ export interface RenderOptions {
    * with them, a few deliberate bad logins from 127.0.0.1 make the next good one wait ~15 s.
    */
   authPenalty?: boolean;
+  /**
+   * HMC's transport agent (transport/agent.ts) as Postfix's after-queue content filter: where it listens for
+   * MX and for submission mail, and the ports of the two Postfix listeners it hands mail back to (reinjection:
+   * no filter, no address mapping; replies: address mapping, no filter). Both accept only from `mynetworks`.
+   */
+  transportAgent?: AgentPorts;
+}
+
+export interface AgentPorts {
+  /** Address the agent listens on (default: the data plane's listen address). */
+  host?: string;
+  mxPort: number;
+  submissionPort: number | null;
+  reinjectPort: number;
+  replyPort: number;
 }
 
 /** What `render` wrote and what `up`/`down` read back (`dataplane.json`). */
@@ -78,6 +93,8 @@ export interface Manifest {
   listen: string;
   /** TCP ports that accept once the instances are up (SMTP, and LMTP/IMAP/POP3/submission when on TCP). */
   ports: { smtp: number; lmtp: number | null; imap: number; pop3: number | null; submission: number | null };
+  /** The transport agent's ports (null: Postfix delivers without it). `up` waits for Postfix's two, not the agent's. */
+  agent: (Required<AgentPorts> & { hostname: string }) | null;
   mailRoot: string;
   mailUid: number;
   mailGid: number;
@@ -225,8 +242,18 @@ export function renderFiles(server: ServerRow, opts: RenderOptions): { manifest:
   const lmtpUnix = server.lmtp_endpoint.startsWith('unix:') ? safePath(server.lmtp_endpoint.slice(5), 'the LMTP socket') : null;
   const lmtpPort = lmtpUnix ? null : endpointPort(server.lmtp_endpoint, 'the LMTP endpoint');
   const submissionPort = opts.submissionPort === undefined ? null : port(opts.submissionPort, 'the submission port');
-  const taken = [smtpPort, imapPort, pop3Port, lmtpPort, submissionPort].filter((p): p is number => p !== null);
-  if (new Set(taken).size !== taken.length) throw Errors.invalidRequest(`the SMTP, submission, LMTP, IMAP and POP3 ports must differ: ${taken.join(', ')}`);
+  const agent = opts.transportAgent ? {
+    host: opts.transportAgent.host ?? listen,
+    mxPort: port(opts.transportAgent.mxPort, 'the agent\'s MX port'),
+    submissionPort: submissionPort === null || opts.transportAgent.submissionPort === null ? null : port(opts.transportAgent.submissionPort, 'the agent\'s submission port'),
+    reinjectPort: port(opts.transportAgent.reinjectPort, 'the reinjection port'),
+    replyPort: port(opts.transportAgent.replyPort, 'the auto-reply port'),
+    hostname,
+  } : null;
+  if (agent && isIP(agent.host) !== 4) throw Errors.invalidRequest(`the agent's address "${agent.host}" must be an IPv4 address`);
+  const taken = [smtpPort, imapPort, pop3Port, lmtpPort, submissionPort, ...(agent ? [agent.mxPort, agent.submissionPort, agent.reinjectPort, agent.replyPort] : [])]
+    .filter((p): p is number => p !== null);
+  if (new Set(taken).size !== taken.length) throw Errors.invalidRequest(`the SMTP, submission, LMTP, IMAP, POP3 and agent ports must differ: ${taken.join(', ')}`);
   const relayhost = opts.relayhost === undefined ? null : relayHost(opts.relayhost);
   const policy = opts.policyService === undefined ? null : `inet:${hostPort(opts.policyService, 'the policy service')}`;
   const messageSizeLimit = opts.messageSizeLimit ?? 100 * 2 ** 20;
@@ -343,13 +370,37 @@ smtpd_sender_login_maps = ${mapRef('dp-sender-logins.cf')}
 `,
   };
   const listenAt = v6 ? `[${listen}]` : listen;
+  const agentAt = agent ? `[${agent.host}]` : '';
+  const filterTo = (p: number | null) => (agent && p !== null ? `  -o content_filter=hmc-agent:${agentAt}:${p}\n` : '');
+  // the agent hands mail back here: loopback (mynetworks) only, nothing checked twice
+  const backFromAgent = (p: number, name: string, mappings: boolean) => `${listenAt}:${p} inet n - n - 20 smtpd
+  -o syslog_name=postfix-hmc/${name}
+  -o content_filter=
+  -o receive_override_options=no_header_body_checks,no_milters${mappings ? '' : ',no_unknown_recipient_checks,no_address_mappings'}
+  -o smtpd_client_restrictions=permit_mynetworks,reject
+  -o smtpd_helo_restrictions=
+  -o smtpd_sender_restrictions=
+  -o smtpd_relay_restrictions=permit_mynetworks,reject
+  -o smtpd_recipient_restrictions=permit_mynetworks,reject
+  -o smtpd_data_restrictions=
+  -o smtpd_end_of_data_restrictions=
+  -o smtpd_sasl_auth_enable=no
+`;
+  const agentServices = agent ? `# HMC's transport agent (after-queue content filter, transport/agent.ts) and the listeners it hands mail back to
+hmc-agent unix  -       -       n       -       20      smtp
+  -o syslog_name=postfix-hmc/agent
+  -o smtp_tls_security_level=none
+  -o smtp_send_xforward_command=no
+  -o disable_mime_output_conversion=yes
+  -o smtp_data_done_timeout=1200s
+${backFromAgent(agent.reinjectPort, 'reinject', false)}${backFromAgent(agent.replyPort, 'agent-reply', true)}` : '';
   files['postfix/etc/master.cf'] = {
     mode: 0o644,
     text: `# HMC data plane: Postfix services (generated by hmc dataplane render). chroot = n everywhere.
 # service type  private unpriv  chroot  wakeup  maxproc command
 ${listenAt}:${smtpPort} inet n - n - - smtpd
-${submissionPort === null ? '' : `${listenAt}:${submissionPort} inet n - n - - smtpd
-  -o syslog_name=postfix-hmc/submission
+${filterTo(agent?.mxPort ?? null)}${submissionPort === null ? '' : `${listenAt}:${submissionPort} inet n - n - - smtpd
+${filterTo(agent?.submissionPort ?? null)}  -o syslog_name=postfix-hmc/submission
   -o smtpd_sasl_auth_enable=yes
   -o smtpd_tls_security_level=${tlsCert ? 'encrypt' : 'none'}
   -o smtpd_tls_auth_only=${tlsCert ? 'yes' : 'no'}
@@ -379,7 +430,7 @@ lmtp      unix  -       -       n       -       -       lmtp
 anvil     unix  -       -       n       -       1       anvil
 scache    unix  -       -       n       -       1       scache
 postlog   unix-dgram n  -       n       -       1       postlogd
-`,
+${agentServices}`,
   };
 
   // ---- Dovecot: passdb/userdb on dp_users, only this server's users ----
@@ -629,6 +680,7 @@ EOF
     logDir,
     listen,
     ports: { smtp: smtpPort, lmtp: lmtpPort, imap: imapPort, pop3: pop3Port, submission: submissionPort },
+    agent,
     mailRoot: server.mail_root,
     mailUid,
     mailGid,

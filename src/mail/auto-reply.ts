@@ -103,6 +103,8 @@ export const setAutoReply = defineProcedure({
     };
     if (before) await ctx.tx.updateTable('auto_replies').set(row).where('mailbox_id', '=', mailbox.id).execute();
     else await ctx.tx.insertInto('auto_replies').values(row).execute();
+    // saved settings answer everyone afresh (the transport agent's once-per-period memory starts over)
+    await ctx.tx.deleteFrom('auto_reply_log').where('mailbox_id', '=', mailbox.id).execute();
     ctx.target({ type: 'mailbox', id: mailbox.id, resellerId: mailbox.reseller_id, orgId: mailbox.org_id });
     ctx.diff(before ? toAutoReply(mailbox, before) : null, toAutoReply(mailbox, row));
     return toAutoReply(mailbox, row);

@@ -20,6 +20,7 @@ export const MAIL_TENANT_TABLES = ['accepted_domains', 'mailboxes', 'contacts', 
 /** Delete a mailbox row and every mail row that refers to it (its retention is over or its owner is gone). */
 export async function deleteMailboxRows(tx: Db, mailboxId: string): Promise<void> {
   await tx.deleteFrom('auto_replies').where('mailbox_id', '=', mailboxId).execute();
+  await tx.deleteFrom('auto_reply_log').where('mailbox_id', '=', mailboxId).execute();
   await tx.deleteFrom('send_grants').where('object_id', '=', mailboxId).execute();
   await tx.deleteFrom('mailbox_access').where('mailbox_id', '=', mailboxId).execute();
   await dropRecipientReferences(tx, mailboxId);
@@ -67,6 +68,7 @@ async function purgeUserMailRows(tx: Db, userId: string): Promise<void> {
 
 /** The organization's rows of the mail area (its addresses were quarantined when the delete committed). */
 async function purgeOrganizationMailRows(tx: Db, orgId: string, now: number): Promise<void> {
+  await tx.deleteFrom('auto_reply_log').where('mailbox_id', 'in', tx.selectFrom('mailboxes').select('id').where('org_id', '=', orgId)).execute();
   for (const t of ['auto_replies', 'send_grants', 'mailbox_access', 'public_folder_permissions', 'group_senders', 'group_managers', 'mail_group_members', 'mail_groups', 'addresses', 'contacts', 'mailboxes']) {
     await tx.deleteFrom(t).where('org_id', '=', orgId).execute();
   }

@@ -59,4 +59,20 @@ export const transportMigrations: Migration[] = [
       `);
     },
   },
+  {
+    // whom each mailbox's auto-reply answered and when (transport/auto-replies.ts): one row per mailbox and
+    // sender, claimed atomically per reply, cleared when the settings are saved, pruned after the period
+    id: '0020_transport_auto_reply_log',
+    async up(db, dialect) {
+      await runDdl(db, dialect, `
+        CREATE TABLE auto_reply_log (
+          mailbox_id TEXT NOT NULL,
+          sender TEXT NOT NULL,
+          sent_at BIGINT NOT NULL,
+          PRIMARY KEY (mailbox_id, sender)
+        );
+        CREATE INDEX auto_reply_log_sent ON auto_reply_log (sent_at)
+      `);
+    },
+  },
 ];

@@ -6,6 +6,7 @@ import { EXIT_OK, UsageError } from '../errors.js';
 import { toJson } from '../output.js';
 import { flag, str } from './shared.js';
 import { platformConfig } from './platform.js';
+import type { AgentPorts } from '../../dataplane/render.js';
 
 /**
  * The mail data plane (Postfix + Dovecot reading HMC's dp_* views). `render` is a local command that reads
@@ -48,6 +49,7 @@ async function render(ctx: Ctx): Promise<number> {
       ...(ctx.opts.str('policy-service') ? { policyService: ctx.opts.str('policy-service') } : {}),
       ...(ctx.opts.str('message-size-limit') ? { messageSizeLimit: ctx.opts.int('message-size-limit', { min: 1024 }) } : {}),
       ...(ctx.opts.bool('no-auth-penalty') ? { authPenalty: false } : {}),
+      ...agentPorts(ctx),
     });
     if (ctx.json) ctx.out(toJson(m));
     else {
@@ -60,6 +62,22 @@ async function render(ctx: Ctx): Promise<number> {
     await store.close();
   }
   return EXIT_OK;
+}
+
+/** The transport agent's ports from the render flags: all three of --agent-port, --reinject-port, --reply-port or none. */
+function agentPorts(ctx: Ctx): { transportAgent?: AgentPorts } {
+  const p = (name: string) => ctx.opts.int(name, { min: 1, max: 65535 });
+  const mxPort = p('agent-port');
+  const reinjectPort = p('reinject-port');
+  const replyPort = p('reply-port');
+  if (mxPort === undefined && reinjectPort === undefined && replyPort === undefined) {
+    if (ctx.opts.str('agent-submission-port') || ctx.opts.str('agent-host')) throw new UsageError('--agent-submission-port and --agent-host need --agent-port');
+    return {};
+  }
+  if (mxPort === undefined || reinjectPort === undefined || replyPort === undefined) throw new UsageError('the transport agent needs --agent-port, --reinject-port and --reply-port together');
+  const submissionPort = p('agent-submission-port') ?? (mxPort < 65535 ? mxPort + 1 : undefined);
+  if (submissionPort === undefined) throw new UsageError('give --agent-submission-port');
+  return { transportAgent: { mxPort, submissionPort, reinjectPort, replyPort, ...(ctx.opts.str('agent-host') ? { host: ctx.opts.str('agent-host') } : {}) } };
 }
 
 async function upCommand(ctx: Ctx): Promise<number> {
@@ -100,6 +118,11 @@ export const dataplaneCommands: CommandSpec[] = [
       'policy-service': str('HOST:PORT', "HMC's policy service (HMC_POLICY_LISTEN of `hmc serve`): per-mailbox size, recipient and send-quota limits"),
       'message-size-limit': str('BYTES', 'largest message Postfix accepts at all (default 104857600)'),
       'no-auth-penalty': flag("turn off Dovecot's login failure delay and per-IP penalty (tests only)"),
+      'agent-port': str('N', "route MX mail through HMC's transport agent listening on this port (with --reinject-port and --reply-port)"),
+      'agent-submission-port': str('N', 'port the transport agent takes submitted mail on (default: --agent-port + 1)'),
+      'agent-host': str('ADDR', 'IPv4 address of the transport agent (default: --listen)'),
+      'reinject-port': str('N', 'port of the Postfix listener the agent hands mail back to'),
+      'reply-port': str('N', 'port of the Postfix listener the agent sends auto-replies to'),
       ...JSON_OUT,
     },
     kind: 'local',

@@ -99,6 +99,39 @@ async function worker(ctx: Ctx): Promise<number> {
   return EXIT_OK;
 }
 
+/**
+ * `hmc transport`: the transport agents of this node's data planes on their own (scale-out; `hmc serve` runs
+ * them too), with the domain cache and a health/metrics listener. No API, no workers.
+ */
+async function transport(ctx: Ctx): Promise<number> {
+  const config = platformConfig(ctx);
+  const dirs = ctx.opts.list('dir');
+  if (dirs.length === 0 && !config.dataplaneRoot) throw new UsageError('give --dir DIR (a data plane rendered with --agent-port) or set HMC_DATAPLANE_ROOT');
+  const { resolve } = await import('node:path');
+  const { readManifest } = await import('../../dataplane/instance.js');
+  const { agentDataplanes, startHealthServer } = await import('../../transport/service.js');
+  const manifests = dirs.length > 0 ? dirs.map((d) => readManifest(resolve(d))) : agentDataplanes(config.dataplaneRoot!);
+  if (manifests.length === 0) throw new UsageError(`no data plane rendered with a transport agent under ${config.dataplaneRoot}`);
+  const { createPlatform } = await loadApp();
+  const platform = await createPlatform(config, { api: false, workers: 0, migrate: false, transport: false });
+  try {
+    const agents = await platform.startTransport(manifests);
+    const http = await startHealthServer(ctx.opts.str('http') ?? config.transportHttp, platform.registry, () => {
+      const cache = platform.domainCache?.status();
+      return { ok: agents.length > 0 && cache !== undefined && cache.source !== 'empty', detail: { agents: agents.map((a) => a.status()), domainCache: cache } };
+    });
+    ctx.out(`HMC transport agents running for ${manifests.map((m) => m.server.name).join(', ')}; health and metrics on port ${http.port}; stop with SIGTERM\n`);
+    await runUntilSignal(ctx, async () => {
+      await new Promise<void>((r) => http.server.close(() => r()));
+      await platform.close();
+    });
+  } catch (e) {
+    await platform.close();
+    throw e;
+  }
+  return EXIT_OK;
+}
+
 async function migrateCommand(ctx: Ctx): Promise<number> {
   const config = platformConfig(ctx);
   const { migrateDatabase } = await loadApp();
@@ -139,6 +172,17 @@ export const platformCommands: CommandSpec[] = [
     options: { ...DATA_DIR, concurrency: { type: 'string', value: 'N', help: 'jobs run at a time (default: HMC_WORKERS workers of 4 jobs each)' } },
     kind: 'local',
     run: worker,
+  },
+  {
+    words: ['transport'],
+    summary: "run this node's transport agents (auto-replies, internal stamp) without the API (scale-out)",
+    options: {
+      ...DATA_DIR,
+      dir: { type: 'string', value: 'DIR', multiple: true, help: 'a data plane rendered with --agent-port (repeatable; default: every one under HMC_DATAPLANE_ROOT)' },
+      http: { type: 'string', value: 'HOST:PORT', help: 'health and metrics listener (env HMC_TRANSPORT_HTTP, default 127.0.0.1:8026)' },
+    },
+    kind: 'local',
+    run: transport,
   },
   {
     words: ['migrate'],

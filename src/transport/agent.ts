@@ -1,0 +1,311 @@
+import { Readable } from 'node:stream';
+import pino, { type Logger } from 'pino';
+import { Counter, Histogram, Registry } from 'prom-client';
+import { SMTPServer, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
+import SMTPConnection from 'nodemailer/lib/smtp-connection';
+import type { Db } from '../store/db.js';
+import type { DomainCache } from './domain-cache.js';
+import { field, joinFields, parseFields, splitHead, withHead, type HeaderField } from './message-head.js';
+import { checkStamp, makeStamp, STAMP_FIELD, STAMP_HEADER } from './stamp.js';
+import { activeAt, automatedReason, chooseReply, claimReply, composeReply, isKnownSender, pruneClaims, releaseClaim, settingsFor, type AutoReplySetting } from './auto-replies.js';
+
+/**
+ * HMC's transport agent: a Postfix after-queue content filter (http://www.postfix.org/FILTER_README.html) built
+ * on nodemailer's smtp-server, the counterpart of HMC 4.5's Categorizer Override Agent.
+ *
+ * Why after-queue, and why next to the policy service rather than instead of it: Postfix has accepted and
+ * queued every message before the agent sees it, so an agent that is down, restarting or slow loses nothing —
+ * Postfix keeps the mail deferred and hands it over again (the agent answers 250 only once the message is back
+ * in Postfix's queue; a crash before that means a retry, SMTP's at-least-once). Decisions that must be an SMTP
+ * answer to the sending client (limits, who may send to a group, 4xx for a hijacked account) stay in the
+ * policy service (dataplane/policy.ts), which runs while the client is still connected; the agent does what
+ * needs the message itself: the sender's authentication proof (stamp) and auto-replies.
+ *
+ * Postfix side (rendered by dataplane/render.ts with the agent's ports): the MX listener has
+ * `content_filter=hmc-agent:[agent]:mxPort`, the authenticated submission listener
+ * `content_filter=hmc-agent:[agent]:submissionPort`; address mapping (aliases, groups, forwarding) happens
+ * before the filter, so the agent sees the final recipients. It hands each message back to Postfix's
+ * reinjection listener (no filter, no address mapping, loopback only) and sends auto-replies to the reply
+ * listener (address mapping on, no filter), with the null envelope sender.
+ *
+ * Per message: the head is split off the stream (the body streams through untouched); every X-HMC-Stamp field
+ * is removed; mail from submission gets a fresh stamp (stamp.ts), mail from the MX counts as authenticated only
+ * with a genuine one. Then the message is re-injected, and only after Postfix took it are the auto-replies worked
+ * out (auto-replies.ts) and sent — an auto-reply is best effort, the message is not.
+ */
+
+export interface Endpoint {
+  host: string;
+  port: number;
+}
+
+export type AgentInput = 'mx' | 'submission';
+
+export interface TransportAgentOptions {
+  db: Db;
+  /** Domain → organization for senders (started by the caller; the agent only reads it). */
+  cache: DomainCache;
+  /** Where the agent listens for Postfix's content filter: mail from the MX and from authenticated submission. */
+  mx: Endpoint;
+  submission: Endpoint | null;
+  /** Postfix's reinjection listener (after the filter: no filter, no address mapping). */
+  reinject: Endpoint;
+  /** Postfix's listener for auto-replies (address mapping, no filter). */
+  reply: Endpoint;
+  /** HMAC key of the internal stamp, shared by every agent of the platform. */
+  secret: Buffer;
+  /** Host name in the agent's greetings and reply Message-IDs. */
+  hostname: string;
+  /** At most one auto-reply per sender and mailbox in this period (ms). */
+  replyPeriodMs: number;
+  /** Largest message accepted (bytes; Postfix's message_size_limit already applies before the queue). */
+  maxMessageBytes?: number;
+  log?: Logger;
+  registry?: Registry;
+  now?: () => number;
+}
+
+export interface AgentStatus {
+  listening: { mx: number | null; submission: number | null };
+  inFlight: number;
+  messages: number;
+  replies: number;
+}
+
+interface SendResult {
+  accepted: string[];
+  rejected: string[];
+  response: string;
+}
+
+/** One SMTP transaction to a Postfix listener; resolves when Postfix answered the end of data. */
+function smtpSend(to: Endpoint, name: string, envelope: { from: string; to: string[] }, message: Readable | Buffer): Promise<SendResult> {
+  return new Promise((resolve, reject) => {
+    const c = new SMTPConnection({ host: to.host, port: to.port, ignoreTLS: true, name, connectionTimeout: 10_000, greetingTimeout: 10_000, socketTimeout: 120_000 });
+    let settled = false;
+    const fail = (e: Error) => {
+      if (settled) return;
+      settled = true;
+      c.close();
+      reject(e);
+    };
+    c.once('error', fail);
+    c.connect(() => {
+      c.send({ ...envelope, use8BitMime: true } as SMTPConnection.Envelope, message, (err, info) => {
+        if (err) return fail(err);
+        settled = true;
+        c.quit();
+        resolve({ accepted: (info.accepted ?? []).map(String), rejected: (info.rejected ?? []).map(String), response: String(info.response ?? '') });
+      });
+    });
+  });
+}
+
+/** An SMTP error answer for smtp-server (Postfix retries a 4xx later, keeping the message queued). */
+function smtpError(code: number, text: string): Error & { responseCode: number } {
+  return Object.assign(new Error(text), { responseCode: code });
+}
+
+export class TransportAgent {
+  private readonly o: TransportAgentOptions;
+  private readonly log: Logger;
+  private readonly now: () => number;
+  private servers: { input: AgentInput; server: SMTPServer; port: number }[] = [];
+  private inFlight = 0;
+  private pendingReplies = new Set<Promise<void>>();
+  private pruneTimer: NodeJS.Timeout | null = null;
+  private counts = { messages: 0, replies: 0 };
+  private readonly m: {
+    messages: Counter<'input' | 'outcome'>;
+    seconds: Histogram<'input'>;
+    stamps: Counter<'result'>;
+    replies: Counter<'kind' | 'outcome'>;
+    skipped: Counter<'reason'>;
+  };
+
+  constructor(opts: TransportAgentOptions) {
+    this.o = opts;
+    this.log = opts.log ?? pino({ level: 'silent' });
+    this.now = opts.now ?? Date.now;
+    const registry = opts.registry ?? new Registry();
+    const reuse = <T>(name: string, make: () => T): T => (registry.getSingleMetric(name) as T | undefined) ?? make();
+    this.m = {
+      messages: reuse('hmc_transport_messages_total', () => new Counter({ name: 'hmc_transport_messages_total', help: 'Messages through the transport agent by input (mx, submission) and outcome (passed, deferred)', labelNames: ['input', 'outcome'], registers: [registry] })),
+      seconds: reuse('hmc_transport_message_seconds', () => new Histogram({ name: 'hmc_transport_message_seconds', help: 'Time from the end of the message to Postfix taking it back', labelNames: ['input'], buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5], registers: [registry] })),
+      stamps: reuse('hmc_transport_stamps_total', () => new Counter({ name: 'hmc_transport_stamps_total', help: 'Internal stamps added (submission) or found on MX mail: added, genuine, malformed, expired, forged', labelNames: ['result'], registers: [registry] })),
+      replies: reuse('hmc_transport_auto_replies_total', () => new Counter({ name: 'hmc_transport_auto_replies_total', help: 'Auto-replies by kind (internal, external) and outcome (sent, failed, repeated)', labelNames: ['kind', 'outcome'], registers: [registry] })),
+      skipped: reuse('hmc_transport_auto_reply_skipped_total', () => new Counter({ name: 'hmc_transport_auto_reply_skipped_total', help: 'Messages no auto-reply may answer, by reason (RFC 3834)', labelNames: ['reason'], registers: [registry] })),
+    };
+  }
+
+  async start(): Promise<void> {
+    const inputs: [AgentInput, Endpoint | null][] = [['mx', this.o.mx], ['submission', this.o.submission]];
+    try {
+      for (const [input, at] of inputs) {
+        if (!at) continue;
+        const server = new SMTPServer({
+          name: this.o.hostname,
+          banner: 'HMC transport agent',
+          logger: false,
+          secure: false,
+          authOptional: true,
+          disabledCommands: ['AUTH', 'STARTTLS'],
+          hideSize: this.o.maxMessageBytes === undefined,
+          ...(this.o.maxMessageBytes !== undefined ? { size: this.o.maxMessageBytes } : {}),
+          onData: (stream, session, callback) => {
+            this.handle(input, stream, session).then(() => callback(), (e: Error) => callback(e));
+          },
+        });
+        server.on('error', (e) => this.log.warn({ err: e, input }, 'transport agent connection error'));
+        await new Promise<void>((res, rej) => {
+          server.server.once('error', rej);
+          server.listen(at.port, at.host, () => {
+            server.server.off('error', rej);
+            res();
+          });
+        });
+        this.servers.push({ input, server, port: (server.server.address() as { port: number }).port });
+      }
+    } catch (e) {
+      await this.close();
+      throw e;
+    }
+    // the claims only matter within the period
+    this.pruneTimer = setInterval(() => void pruneClaims(this.o.db, this.now(), this.o.replyPeriodMs).catch((e) => this.log.warn({ err: e }, 'auto-reply log prune failed')), 3600_000);
+    this.pruneTimer.unref();
+  }
+
+  /** Port an input listens on (after start; useful with port 0). */
+  port(input: AgentInput): number | null {
+    return this.servers.find((s) => s.input === input)?.port ?? null;
+  }
+
+  status(): AgentStatus {
+    return { listening: { mx: this.port('mx'), submission: this.port('submission') }, inFlight: this.inFlight, messages: this.counts.messages, replies: this.counts.replies };
+  }
+
+  /** Resolves once the auto-replies under way have been handed to Postfix (or failed). */
+  async settled(): Promise<void> {
+    while (this.pendingReplies.size > 0) await Promise.allSettled([...this.pendingReplies]);
+  }
+
+  /**
+   * Stop listening, let messages being handed back finish (Postfix re-sends any it did not get a 250 for)
+   * and wait for auto-replies under way.
+   */
+  async close(): Promise<void> {
+    if (this.pruneTimer) clearInterval(this.pruneTimer);
+    this.pruneTimer = null;
+    const servers = this.servers;
+    this.servers = [];
+    await Promise.all(servers.map((s) => new Promise<void>((r) => s.server.close(() => r()))));
+    await Promise.allSettled([...this.pendingReplies]);
+  }
+
+  private async handle(input: AgentInput, stream: SMTPServerDataStream, session: SMTPServerSession): Promise<void> {
+    this.inFlight++;
+    const t0 = process.hrtime.bigint();
+    try {
+      const env = session.envelope;
+      const sender = env.mailFrom ? env.mailFrom.address : '';
+      const recipients = env.rcptTo.map((r) => r.address);
+      const { head, rest } = await splitHead(stream);
+      let fields: HeaderField[] = [];
+      let authenticated = false;
+      let out: AsyncIterable<Buffer> = rest;
+      if (head) {
+        fields = parseFields(head);
+        const stamps = fields.filter((f) => f.name === STAMP_FIELD);
+        const messageId = field(fields, 'message-id') ?? '';
+        if (input === 'submission') {
+          authenticated = sender !== '';
+        } else if (stamps.length === 1 && sender !== '') {
+          const c = checkStamp(this.o.secret, stamps[0]!.value, sender, messageId, this.now());
+          this.m.stamps.inc({ result: c.ok ? 'genuine' : c.reason });
+          authenticated = c.ok;
+        } else if (stamps.length > 1) this.m.stamps.inc({ result: 'malformed' });
+        const kept = fields.filter((f) => f.name !== STAMP_FIELD);
+        if (input === 'submission' && authenticated) {
+          kept.push({ name: STAMP_FIELD, value: '', raw: `${STAMP_HEADER}: ${makeStamp(this.o.secret, sender, messageId, this.now())}` });
+          this.m.stamps.inc({ result: 'added' });
+        }
+        out = withHead(joinFields(kept), rest);
+      }
+      if (stream.sizeExceeded) throw smtpError(552, '5.3.4 Message too big');
+      let r: SendResult;
+      try {
+        r = await smtpSend(this.o.reinject, this.o.hostname, { from: sender, to: recipients }, Readable.from(out));
+      } catch (e) {
+        this.log.warn({ err: e, input }, 'reinjection failed; Postfix keeps the message and retries');
+        throw smtpError(451, '4.3.0 Transport agent could not hand the message back, try again later');
+      }
+      if (stream.sizeExceeded) throw smtpError(552, '5.3.4 Message too big');
+      if (r.rejected.length > 0) {
+        // the reinjection listener takes every recipient from the agent; a refusal is a passing trouble there
+        this.log.warn({ rejected: r.rejected.length, response: r.response }, 'reinjection refused recipients; Postfix retries the message');
+        throw smtpError(451, '4.3.0 Transport agent could not hand the message back, try again later');
+      }
+      this.counts.messages++;
+      this.m.messages.inc({ input, outcome: 'passed' });
+      this.m.seconds.observe({ input }, Number(process.hrtime.bigint() - t0) / 1e9);
+      if (head) this.track(this.autoReplies(input, sender, recipients, fields, authenticated));
+    } catch (e) {
+      this.m.messages.inc({ input, outcome: 'deferred' });
+      // drain what is left of the message so smtp-server can answer
+      stream.resume();
+      throw e;
+    } finally {
+      this.inFlight--;
+    }
+  }
+
+  private track(p: Promise<void>): void {
+    const q = p.catch((e) => this.log.warn({ err: e }, 'auto-reply failed')).finally(() => this.pendingReplies.delete(q));
+    this.pendingReplies.add(q);
+  }
+
+  /** The auto-replies a delivered message earns, sent to the reply listener. */
+  private async autoReplies(input: AgentInput, sender: string, recipients: string[], fields: HeaderField[], authenticated: boolean): Promise<void> {
+    const skip = automatedReason(sender, fields);
+    if (skip) {
+      this.m.skipped.inc({ reason: skip });
+      return;
+    }
+    const settings = await settingsFor(this.o.db, [...new Set(recipients.map((r) => r.toLowerCase()))]);
+    if (settings.length === 0) return;
+    const now = this.now();
+    const senderDomain = this.o.cache.orgOfAddress(sender);
+    // authenticated and the sender's domain is an organization's: that organization's member
+    const authOrg = authenticated && senderDomain?.live ? senderDomain.orgId : null;
+    for (const s of settings) {
+      if (!activeAt(s, now) || sameMailbox(s, sender)) continue;
+      const choice = await chooseReply(s, authOrg, () => isKnownSender(this.o.db, s.orgId, sender));
+      if (!choice) continue;
+      await this.sendReply(s, choice, sender, fields, now, input);
+    }
+  }
+
+  private async sendReply(s: AutoReplySetting, choice: { kind: 'internal' | 'external'; text: string }, sender: string, fields: HeaderField[], now: number, input: AgentInput): Promise<void> {
+    if (!(await claimReply(this.o.db, s.mailboxId, sender, now, this.o.replyPeriodMs))) {
+      this.m.replies.inc({ kind: choice.kind, outcome: 'repeated' });
+      return;
+    }
+    try {
+      const message = await composeReply(s, choice, sender, fields, this.o.hostname);
+      await smtpSend(this.o.reply, this.o.hostname, { from: '', to: [sender] }, message);
+      this.counts.replies++;
+      this.m.replies.inc({ kind: choice.kind, outcome: 'sent' });
+      this.log.info({ mailboxId: s.mailboxId, kind: choice.kind, input }, 'auto-reply sent');
+    } catch (e) {
+      this.m.replies.inc({ kind: choice.kind, outcome: 'failed' });
+      await releaseClaim(this.o.db, s.mailboxId, sender, now).catch(() => {});
+      throw e;
+    }
+  }
+}
+
+/** The sender is the mailbox itself (its primary or the addressed address): never answer oneself. */
+function sameMailbox(s: AutoReplySetting, sender: string): boolean {
+  const a = sender.toLowerCase();
+  return a === s.primaryAddress.toLowerCase() || a === s.address.toLowerCase();
+}

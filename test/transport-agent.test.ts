@@ -1,0 +1,298 @@
+import { describe, test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { join } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import SMTPConnection from 'nodemailer/lib/smtp-connection';
+import { ImapFlow } from 'imapflow';
+import { DIALECTS } from '../src/store/testing.js';
+import { makeStamp } from '../src/transport/stamp.js';
+import type { TransportAgent } from '../src/transport/agent.js';
+import { startTestPlatform, type TestPlatform } from './support.js';
+import { setupMailOrg, type MailOrg } from './mail-support.js';
+import { dataplaneSkip, eventually, freePorts, startDataplane, startSink, workDir, type RunningDataplane } from './dataplane-support.js';
+
+/**
+ * The transport agent (transport/agent.ts) in Postfix's mail path, with real Postfix, Dovecot and the
+ * platform database: which auto-reply text each kind of sender gets (the issue's matrix), RFC 3834's
+ * exclusions, once per sender per period, scheduled windows, and the internal stamp.
+ */
+
+const tag = () => randomBytes(4).toString('hex');
+const SECRET = 'transport-test-secret-0123456789abcdef';
+const INTERNAL = 'INTERNAL: back Monday, call my mobile 555-0100';
+const EXTERNAL = 'EXTERNAL: I am out of the office.';
+
+interface Sent {
+  from: string;
+  to: string[];
+  subject: string;
+  headers?: Record<string, string>;
+  auth?: { user: string; pass: string };
+}
+
+/** One SMTP transaction (null sender allowed), raw message built here. */
+async function smtp(port: number, m: Sent): Promise<void> {
+  const raw = [
+    `From: <${m.from || 'nobody@remote.example'}>`, `To: ${m.to.map((t) => `<${t}>`).join(', ')}`, `Subject: ${m.subject}`,
+    `Message-ID: <${tag()}.${Date.now()}@test.example>`, `Date: ${new Date().toUTCString()}`,
+    ...Object.entries(m.headers ?? {}).map(([k, v]) => `${k}: ${v}`), '', `body of ${m.subject}`, '',
+  ].join('\r\n');
+  const c = new SMTPConnection({ host: '127.0.0.1', port, ignoreTLS: true, name: 'client.test' });
+  await new Promise<void>((res, rej) => {
+    c.once('error', rej);
+    c.connect(() => res());
+  });
+  try {
+    if (m.auth) await new Promise<void>((res, rej) => c.login(m.auth!, (e) => (e ? rej(e) : res())));
+    await new Promise<void>((res, rej) => c.send({ from: m.from, to: m.to }, raw, (e) => (e ? rej(e) : res())));
+  } finally {
+    c.quit();
+  }
+}
+
+interface Fetched {
+  subject: string;
+  source: string;
+}
+
+async function inbox(port: number, user: string, pass: string): Promise<Fetched[]> {
+  const client = new ImapFlow({ host: '127.0.0.1', port, secure: false, auth: { user, pass }, logger: false });
+  await client.connect();
+  try {
+    const lock = await client.getMailboxLock('INBOX');
+    try {
+      const out: Fetched[] = [];
+      if (client.mailbox && client.mailbox.exists) {
+        for await (const msg of client.fetch('1:*', { envelope: true, source: true })) out.push({ subject: msg.envelope?.subject ?? '', source: msg.source?.toString('utf8') ?? '' });
+      }
+      return out;
+    } finally {
+      lock.release();
+    }
+  } finally {
+    await client.logout().catch(() => {});
+  }
+}
+
+/** The body text of a reply (MailComposer writes short UTF-8 text as quoted-printable or 7bit). */
+const bodyOf = (source: string) => source.slice(source.indexOf('\r\n\r\n') + 4).replace(/=\r\n/g, '').trim();
+
+for (const dialect of DIALECTS) {
+  describe(`transport agent: tenant-aware auto-replies in the mail path (${dialect})`, { skip: dataplaneSkip }, () => {
+    let t: TestPlatform;
+    let work: ReturnType<typeof workDir>;
+    let sink: Awaited<ReturnType<typeof startSink>>;
+    let dp: RunningDataplane | undefined;
+    let agent: TransportAgent;
+    let ports: { smtp: number; submission: number; imap: number };
+    let a: MailOrg;
+    let b: MailOrg;
+    const pw = new Map<string, string>();
+    let alice: string; // the mailbox with an auto-reply (org A)
+    let bob: string; // alice's colleague (org A)
+    let dan: string; // another colleague, whose address is forged from outside (org A)
+    let carol: string; // another tenant (org B)
+    const known = 'friend@partner.example'; // a contact of org A
+    const stranger = 'stranger@remote.example';
+
+    async function person(o: MailOrg, local: string): Promise<string> {
+      const login = `${local}@${o.domainName}`;
+      const password = `pw-${tag()}`;
+      const u = await t.ok('POST', `${o.orgUrl}/users?wait=true`, { login, password });
+      const m = await t.ok('POST', `${o.orgUrl}/mailboxes?wait=true`, { kind: 'user', userId: u.id, planId: o.mailboxPlanId });
+      assert.ok(m);
+      pw.set(login, password);
+      return login;
+    }
+
+    const mailboxId = async (o: MailOrg, address: string) =>
+      (await t.ok('GET', `${o.orgUrl}/mailboxes?limit=100`, undefined, o.orgAdmin)).items.find((m: { primaryAddress: string }) => m.primaryAddress === address).id as string;
+
+    async function setAutoReply(body: Record<string, unknown>): Promise<void> {
+      await t.ok('PUT', `${a.orgUrl}/mailboxes/${await mailboxId(a, alice)}/auto-reply`, { internalMessage: INTERNAL, externalMessage: EXTERNAL, ...body }, a.orgAdmin);
+    }
+
+    /** Send, wait until alice has it, then until the agent handed any reply to Postfix; returns the replies sent meanwhile. */
+    async function deliverToAlice(m: Omit<Sent, 'to'> & { port?: number }): Promise<number> {
+      const before = agent.status().replies;
+      const had = (await inbox(ports.imap, alice, pw.get(alice)!)).length;
+      await smtp(m.port ?? ports.smtp, { ...m, to: [alice] });
+      await eventually(`"${m.subject}" in alice's INBOX`, () => inbox(ports.imap, alice, pw.get(alice)!), (l) => l.length > had && l.some((x) => x.subject === m.subject));
+      await agent.settled();
+      return agent.status().replies - before;
+    }
+
+    /** Replies (subject "Automatic reply: <subject>") that reached `user`'s mailbox. */
+    async function repliesIn(user: string, subject: string): Promise<string[]> {
+      return (await inbox(ports.imap, user, pw.get(user)!)).filter((x) => x.subject === `Automatic reply: ${subject}`).map((x) => bodyOf(x.source));
+    }
+
+    const repliesInSink = (to: string, subject: string) => sink.messages.filter((x) => x.to.includes(to) && x.raw.includes(`Automatic reply: ${subject}`));
+
+    before(async () => {
+      work = workDir();
+      const [smtpPort, submission, lmtp, imap, agentMx, agentSub, reinject, reply] = (await freePorts(8)) as number[] as [number, number, number, number, number, number, number, number];
+      ports = { smtp: smtpPort, submission, imap };
+      t = await startTestPlatform(dialect, { config: { port: 0, dataplaneRoot: work.path, transportSecret: SECRET } });
+      sink = await startSink();
+      const srv = await t.ok('POST', '/api/v1/mail-servers', { name: 'dp-agent', lmtpEndpoint: `127.0.0.1:${lmtp}`, imapEndpoint: `127.0.0.1:${imap}`, mailRoot: join(work.path, 'mail') });
+      await t.ok('POST', `/api/v1/mail-servers/${srv.id}/stores`, { name: 'dp-agent-store', capacityBytes: 2 ** 50 });
+      await t.ok('POST', `/api/v1/mail-servers/${srv.id}/stores`, { name: 'dp-agent-public', purpose: 'public_folder', capacityBytes: 2 ** 50 });
+      a = await setupMailOrg(t, 'ara', { defaultStores: false });
+      b = await setupMailOrg(t, 'arb', { defaultStores: false });
+      alice = await person(a, 'alice');
+      bob = await person(a, 'bob');
+      dan = await person(a, 'dan');
+      carol = await person(b, 'carol');
+      await t.ok('POST', `${a.orgUrl}/contacts?wait=true`, { displayName: 'A friend', externalAddress: known }, a.orgAdmin);
+      dp = await startDataplane(t, 'dp-agent', join(work.path, 'dp-agent'), [
+        '--smtp-port', String(smtpPort), '--submission-port', String(submission), '--relayhost', `[127.0.0.1]:${sink.port}`,
+        '--agent-port', String(agentMx), '--agent-submission-port', String(agentSub), '--reinject-port', String(reinject), '--reply-port', String(reply),
+      ]);
+      [agent] = await t.platform.startTransport([dp.manifest]) as [TransportAgent];
+    });
+    after(async () => {
+      try {
+        await dp?.stop();
+      } finally {
+        await sink?.close();
+        await t?.close();
+        work?.remove();
+      }
+    });
+
+    test('the matrix: each sender gets exactly the reply its relation to the organization and the audience allow', async () => {
+      // sender kinds: how the message is sent and where its reply (if any) is looked for
+      const kinds = {
+        colleague: { from: () => bob, port: () => ports.submission, auth: () => ({ user: bob, pass: pw.get(bob)! }), where: 'mailbox' },
+        // another colleague than bob: each sender is answered once per period
+        forgedColleague: { from: () => dan, port: () => ports.smtp, auth: () => undefined, where: 'mailbox' },
+        otherTenant: { from: () => carol, port: () => ports.submission, auth: () => ({ user: carol, pass: pw.get(carol)! }), where: 'mailbox' },
+        knownOutsider: { from: () => known, port: () => ports.smtp, auth: () => undefined, where: 'sink' },
+        stranger: { from: () => stranger, port: () => ports.smtp, auth: () => undefined, where: 'sink' },
+        mailingList: { from: () => 'list-bounces@lists.example', port: () => ports.smtp, auth: () => undefined, where: 'sink', headers: { 'List-Id': '<news.lists.example>' } },
+        nullSender: { from: () => '', port: () => ports.smtp, auth: () => undefined, where: 'none' },
+      } as const;
+      type Kind = keyof typeof kinds;
+      // expected reply per audience: I internal text, E external text, - none
+      const expected: Record<'none' | 'known' | 'all', Record<Kind, 'I' | 'E' | '-'>> = {
+        none: { colleague: 'I', forgedColleague: '-', otherTenant: '-', knownOutsider: '-', stranger: '-', mailingList: '-', nullSender: '-' },
+        // dan's address is in the organization's address book, so the forged sender is a known (external) one
+        known: { colleague: 'I', forgedColleague: 'E', otherTenant: '-', knownOutsider: 'E', stranger: '-', mailingList: '-', nullSender: '-' },
+        all: { colleague: 'I', forgedColleague: 'E', otherTenant: 'E', knownOutsider: 'E', stranger: 'E', mailingList: '-', nullSender: '-' },
+      };
+      for (const audience of ['none', 'known', 'all'] as const) {
+        await setAutoReply({ mode: 'on', externalAudience: audience });
+        for (const kind of Object.keys(kinds) as Kind[]) {
+          const k = kinds[kind];
+          const subject = `${audience}-${kind}-${tag()}`;
+          const sent = await deliverToAlice({ from: k.from(), port: k.port(), auth: k.auth(), subject, headers: 'headers' in k ? k.headers : {} });
+          const want = expected[audience][kind];
+          const text = want === 'I' ? INTERNAL : want === 'E' ? EXTERNAL : null;
+          assert.equal(sent, text ? 1 : 0, `${audience}/${kind}: replies sent`);
+          if (!text) continue;
+          if (k.where === 'mailbox') {
+            const got = await eventually(`${audience}/${kind} reply`, () => repliesIn(k.from(), subject), (l) => l.length > 0);
+            assert.deepEqual(got, [text], `${audience}/${kind}`);
+          } else {
+            const got = await eventually(`${audience}/${kind} reply`, async () => repliesInSink(k.from(), subject), (l) => l.length > 0);
+            assert.equal(got.length, 1);
+            assert.equal(got[0]!.from, '', 'null envelope sender');
+            assert.match(got[0]!.raw, /^Auto-Submitted: auto-replied/m);
+            assert.ok(got[0]!.raw.includes(EXTERNAL) && !got[0]!.raw.includes('INTERNAL'), `${audience}/${kind}: external text only`);
+          }
+        }
+      }
+      // nowhere did the internal text leave the organization
+      assert.ok(!sink.messages.some((m) => m.raw.includes('INTERNAL:')));
+      assert.ok((await inbox(ports.imap, carol, pw.get(carol)!)).every((m) => !m.source.includes('INTERNAL:')));
+    });
+
+    test('RFC 3834: automatic, bulk and list mail get no reply; one reply per sender per period; saving the settings starts afresh', async () => {
+      await setAutoReply({ mode: 'on', externalAudience: 'all' });
+      const automatic: Record<string, string>[] = [{ 'Auto-Submitted': 'auto-generated' }, { Precedence: 'bulk' }, { 'List-Unsubscribe': '<mailto:u@lists.example>' }, { 'X-Auto-Response-Suppress': 'OOF' }];
+      for (const headers of automatic) {
+        assert.equal(await deliverToAlice({ from: stranger, subject: `auto-${tag()}`, headers }), 0, JSON.stringify(headers));
+      }
+      assert.equal(await deliverToAlice({ from: 'MAILER-DAEMON@remote.example', subject: `daemon-${tag()}` }), 0);
+      // Auto-Submitted: no is a person
+      assert.equal(await deliverToAlice({ from: stranger, subject: `first-${tag()}`, headers: { 'Auto-Submitted': 'no' } }), 1);
+      assert.equal(await deliverToAlice({ from: stranger, subject: `second-${tag()}` }), 0, 'once per period');
+      assert.equal(await deliverToAlice({ from: bob, port: ports.submission, auth: { user: bob, pass: pw.get(bob)! }, subject: `bob-${tag()}` }), 1, 'another sender is answered');
+      await setAutoReply({ mode: 'on', externalAudience: 'all' });
+      assert.equal(await deliverToAlice({ from: stranger, subject: `after-save-${tag()}` }), 1, 'saved settings answer again');
+      // alice writing to herself
+      assert.equal(await deliverToAlice({ from: alice, port: ports.submission, auth: { user: alice, pass: pw.get(alice)! }, subject: `self-${tag()}` }), 0);
+    });
+
+    test('scheduled windows are honoured; off sends nothing', async () => {
+      const now = Date.now();
+      const iso = (ms: number) => new Date(ms).toISOString();
+      await setAutoReply({ mode: 'scheduled', startsAt: iso(now + 3600_000), endsAt: iso(now + 7200_000), externalAudience: 'all' });
+      assert.equal(await deliverToAlice({ from: stranger, subject: `future-${tag()}` }), 0);
+      await setAutoReply({ mode: 'scheduled', startsAt: iso(now - 7200_000), endsAt: iso(now - 3600_000), externalAudience: 'all' });
+      assert.equal(await deliverToAlice({ from: stranger, subject: `past-${tag()}` }), 0);
+      await setAutoReply({ mode: 'scheduled', startsAt: iso(now - 3600_000), endsAt: iso(now + 3600_000), externalAudience: 'all' });
+      assert.equal(await deliverToAlice({ from: stranger, subject: `inside-${tag()}` }), 1);
+      await setAutoReply({ mode: 'off', externalAudience: 'all' });
+      assert.equal(await deliverToAlice({ from: bob, port: ports.submission, auth: { user: bob, pass: pw.get(bob)! }, subject: `off-${tag()}` }), 0);
+    });
+
+    test('the internal stamp: a genuine one from another node counts as authenticated, a forged or copied one does not, and none reaches the mailbox', async () => {
+      await setAutoReply({ mode: 'on', externalAudience: 'none' });
+      const messageIdOf = (subject: string) => `<${subject}@node2.example>`;
+      // a stamp made by another agent of the platform (same secret) for bob's message
+      const stamped = `stamped-${tag()}`;
+      const stamp = makeStamp(Buffer.from(SECRET), bob, messageIdOf(stamped));
+      assert.equal(await deliverToAlice({ from: bob, subject: stamped, headers: { 'X-HMC-Stamp': stamp } }), 0,
+        'bound to the Message-ID: this message has another one');
+      // the same with the right Message-ID is sent through a raw session below
+      const raw = (subject: string, stampValue: string) => [`From: <${bob}>`, `To: <${alice}>`, `Subject: ${subject}`, `Message-ID: ${messageIdOf(subject)}`,
+        `X-HMC-Stamp: ${stampValue}`, '', 'hello', ''].join('\r\n');
+      const sendRaw = async (subject: string, stampValue: string, from = bob) => {
+        const before = agent.status().replies;
+        const c = new SMTPConnection({ host: '127.0.0.1', port: ports.smtp, ignoreTLS: true });
+        await new Promise<void>((res, rej) => {
+          c.once('error', rej);
+          c.connect(() => res());
+        });
+        await new Promise<void>((res, rej) => c.send({ from, to: [alice] }, raw(subject, stampValue), (e) => (e ? rej(e) : res())));
+        c.quit();
+        const got = await eventually(`${subject} delivered`, () => inbox(ports.imap, alice, pw.get(alice)!), (l) => l.some((x) => x.subject === subject));
+        await agent.settled();
+        return { replies: agent.status().replies - before, delivered: got.find((x) => x.subject === subject)! };
+      };
+      const genuine = `genuine-${tag()}`;
+      const ok = await sendRaw(genuine, makeStamp(Buffer.from(SECRET), bob, messageIdOf(genuine)));
+      assert.equal(ok.replies, 1, 'a genuine stamp: internal reply');
+      assert.deepEqual(await eventually('internal reply', () => repliesIn(bob, genuine), (l) => l.length > 0), [INTERNAL]);
+      assert.ok(!/^X-HMC-Stamp:/im.test(ok.delivered.source), 'the stamp is removed before delivery');
+      const forged = `forged-${tag()}`;
+      const bad = await sendRaw(forged, makeStamp(Buffer.from('another-secret-0123456789abcdefghijkl'), bob, messageIdOf(forged)));
+      assert.equal(bad.replies, 0, 'a stamp under another key is worthless (audience none: no external reply)');
+      assert.ok(!/^X-HMC-Stamp:/im.test(bad.delivered.source));
+      const copied = `copied-${tag()}`;
+      const replay = await sendRaw(copied, makeStamp(Buffer.from(SECRET), bob, messageIdOf(genuine)));
+      assert.equal(replay.replies, 0, 'a stamp copied from another message');
+      const old = `old-${tag()}`;
+      const expired = await sendRaw(old, makeStamp(Buffer.from(SECRET), bob, messageIdOf(old), Date.now() - 2 * 24 * 3600_000));
+      assert.equal(expired.replies, 0, 'an expired stamp');
+      // submitted mail: a stamp the user wrote is replaced by the agent's own
+      const sub = `submitted-${tag()}`;
+      await deliverToAlice({ from: bob, port: ports.submission, auth: { user: bob, pass: pw.get(bob)! }, subject: sub, headers: { 'X-HMC-Stamp': 'v=1; t=1; s=fake' } });
+      const delivered = (await inbox(ports.imap, alice, pw.get(alice)!)).find((x) => x.subject === sub)!;
+      const stamps = delivered.source.match(/^X-HMC-Stamp: .*$/gim) ?? [];
+      assert.equal(stamps.length, 1);
+      assert.ok(!stamps[0]!.includes('fake'));
+    });
+
+    test('metrics: messages, stamps and replies are counted in /metrics', async () => {
+      const res = await t.platform.app!.inject({ method: 'GET', url: '/metrics' });
+      assert.match(res.body, /hmc_transport_messages_total\{input="mx",outcome="passed"\} [1-9]/);
+      assert.match(res.body, /hmc_transport_messages_total\{input="submission",outcome="passed"\} [1-9]/);
+      assert.match(res.body, /hmc_transport_auto_replies_total\{kind="internal",outcome="sent"\} [1-9]/);
+      assert.match(res.body, /hmc_transport_stamps_total\{result="genuine"\} [1-9]/);
+      assert.match(res.body, /hmc_domain_cache_domains [1-9]/);
+    });
+  });
+}
