@@ -286,6 +286,21 @@ for (const dialect of DIALECTS) {
       assert.ok(!stamps[0]!.includes('fake'));
     });
 
+    test('a domain alias added to the organization is honoured by the agent as soon as the cache has it (no restart)', async (ctx) => {
+      await setAutoReply({ mode: 'on', externalAudience: 'none' });
+      const aliasName = `alias-${tag()}-${a.domainName}`;
+      const d = await t.ok('POST', `${a.orgUrl}/domains`, { name: aliasName }, a.orgAdmin);
+      const t0 = Date.now();
+      await t.ok('PUT', `${a.orgUrl}/domains/${d.id}/accepted`, { aliasOf: a.domainId }, a.orgAdmin);
+      const cached = await eventually('the alias in the domain cache', async () => t.platform.domainCache!.lookup(aliasName), (x) => x !== undefined, 10_000);
+      assert.equal(cached!.orgId, a.org.id);
+      ctx.diagnostic(`domain alias visible to the agent ${Date.now() - t0} ms after the API call returned`);
+      // bob submits as bob@<alias>: an authenticated member of A, so alice answers with the internal text
+      const subject = `via-alias-${tag()}`;
+      assert.equal(await deliverToAlice({ from: `bob@${aliasName}`, port: ports.submission, auth: { user: bob, pass: pw.get(bob)! }, subject }), 1);
+      assert.deepEqual(await eventually('internal reply to the alias spelling', () => repliesIn(bob, subject), (l) => l.length > 0), [INTERNAL]);
+    });
+
     test('metrics: messages, stamps and replies are counted in /metrics', async () => {
       const res = await t.platform.app!.inject({ method: 'GET', url: '/metrics' });
       assert.match(res.body, /hmc_transport_messages_total\{input="mx",outcome="passed"\} [1-9]/);
