@@ -67,7 +67,7 @@ const rate = (n: number, ms: number) => round(n / (ms / 1000), 1);
 
 type Variant = 'sql' | 'static';
 
-interface Mailbox { login: string; password: string; home: string }
+export interface Mailbox { login: string; password: string; home: string }
 
 interface World {
   manifest: Manifest;
@@ -83,7 +83,7 @@ interface World {
 // ---------------------------------------------------------------- setup through the API
 
 /** A mail server, its stores, an organization and MAILBOXES users with mailboxes, all through the API. */
-async function provision(t: TestPlatform, work: string, serverName: string): Promise<{ mailboxes: Mailbox[]; smtpPort: number }> {
+export async function provision(t: TestPlatform, work: string, serverName: string): Promise<{ mailboxes: Mailbox[]; smtpPort: number }> {
   const [smtpPort, lmtpPort, imapPort] = (await freePorts(3)) as [number, number, number];
   const srv = await t.ok('POST', '/api/v1/mail-servers', { name: serverName, lmtpEndpoint: `127.0.0.1:${lmtpPort}`, imapEndpoint: `127.0.0.1:${imapPort}`, mailRoot: join(work, 'mail') });
   await t.ok('POST', `/api/v1/mail-servers/${srv.id}/stores`, { name: 'bench-store', capacityBytes: 2 ** 50 });
@@ -307,7 +307,7 @@ function mapLookupCost(w: World) {
 
 // ---------------------------------------------------------------- mail throughput
 
-function delivered(mailboxes: Mailbox[]): number {
+export function delivered(mailboxes: Mailbox[]): number {
   let n = 0;
   for (const mb of mailboxes) {
     for (const sub of ['new', 'cur']) {
@@ -322,7 +322,7 @@ function delivered(mailboxes: Mailbox[]): number {
 }
 
 /** `count` messages spread evenly over the mailboxes, one smtp-source per mailbox; resolves when all have exited. */
-async function send(smtpPort: number, mailboxes: Mailbox[], count: number, sessions: number): Promise<{ errors: string[] }> {
+export async function send(smtpPort: number, mailboxes: Mailbox[], count: number, sessions: number): Promise<{ errors: string[] }> {
   const perSource = Math.max(1, Math.round(sessions / mailboxes.length));
   const errors: string[] = [];
   await Promise.all(mailboxes.map((mb, i) => {
@@ -345,7 +345,7 @@ async function send(smtpPort: number, mailboxes: Mailbox[], count: number, sessi
   return { errors };
 }
 
-function fileSize(p: string): number {
+export function fileSize(p: string): number {
   try {
     return statSync(p).size;
   } catch {
@@ -353,7 +353,7 @@ function fileSize(p: string): number {
   }
 }
 
-function readFrom(p: string, offset: number): string {
+export function readFrom(p: string, offset: number): string {
   const fd = openSync(p, 'r');
   try {
     const len = fileSize(p) - offset;

@@ -153,7 +153,8 @@ export class TransportAgent {
           hideSize: this.o.maxMessageBytes === undefined,
           ...(this.o.maxMessageBytes !== undefined ? { size: this.o.maxMessageBytes } : {}),
           onData: (stream, session, callback) => {
-            this.handle(input, stream, session).then(() => callback(), (e: Error) => callback(e));
+            // the answer names the queue id Postfix gave the handed-back copy: its log links the two
+            this.handle(input, stream, session).then((queued) => callback(null, `Ok: handed back, ${queued}`), (e: Error) => callback(e));
           },
         });
         server.on('error', (e) => this.log.warn({ err: e, input }, 'transport agent connection error'));
@@ -202,7 +203,8 @@ export class TransportAgent {
     await Promise.allSettled([...this.pendingReplies]);
   }
 
-  private async handle(input: AgentInput, stream: SMTPServerDataStream, session: SMTPServerSession): Promise<void> {
+  /** Hand one message back to Postfix; resolves to Postfix's answer (e.g. `250 2.0.0 Ok: queued as 4Xyz`). */
+  private async handle(input: AgentInput, stream: SMTPServerDataStream, session: SMTPServerSession): Promise<string> {
     this.inFlight++;
     const t0 = process.hrtime.bigint();
     try {
@@ -249,6 +251,7 @@ export class TransportAgent {
       this.m.messages.inc({ input, outcome: 'passed' });
       this.m.seconds.observe({ input }, Number(process.hrtime.bigint() - t0) / 1e9);
       if (head) this.track(this.autoReplies(input, sender, recipients, fields, authenticated));
+      return r.response.replace(/^250[ -]/, '').slice(0, 200);
     } catch (e) {
       this.m.messages.inc({ input, outcome: 'deferred' });
       // drain what is left of the message so smtp-server can answer
