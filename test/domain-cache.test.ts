@@ -5,12 +5,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
 import { createTestDatabase, DIALECTS } from '../src/store/testing.js';
-import { openStore, type Store } from '../src/store/db.js';
 import { migrate } from '../src/store/migrate.js';
 import { MIGRATIONS } from '../src/migrations.js';
 import { DomainCache, type CachedDomain } from '../src/transport/domain-cache.js';
 import { readSnapshot } from '../src/transport/domain-cache-snapshot.js';
-import { startTestPlatform, type TestPlatform } from './support.js';
+import { startTestPlatform, unreachableDatabase, type TestPlatform } from './support.js';
 import { setupMailOrg } from './mail-support.js';
 
 /**
@@ -152,20 +151,7 @@ for (const dialect of DIALECTS) {
       before(() => { dir = mkdtempSync(join(tmpdir(), 'hmc-domain-cache-')); });
       after(() => rmSync(dir, { recursive: true, force: true }));
 
-      /** A database that cannot be read: SQLite, a closed store; PostgreSQL, a URL to a database that was dropped. */
-      async function unreachable(): Promise<{ store: Store; url: string | undefined; close(): Promise<void> }> {
-        const tdb = await createTestDatabase(dialect);
-        const url = tdb.url;
-        if (dialect === 'sqlite') {
-          const store = tdb.open();
-          await store.close();
-          await tdb.destroy();
-          return { store, url, close: async () => {} };
-        }
-        await tdb.destroy();
-        const store = openStore({ url: url! }, { poolSize: 2 });
-        return { store, url, close: () => store.close() };
-      }
+      const unreachable = () => unreachableDatabase(dialect);
 
       test('a cache whose database cannot be read serves the snapshot of the last one that could', async () => {
         const a = await setupMailOrg(t, 'dc-snap');

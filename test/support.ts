@@ -3,7 +3,7 @@ import type { LightMyRequestResponse } from 'fastify';
 import { configFromEnv, type Config } from '../src/core/config.js';
 import { createPlatform, initPlatform, type Platform, type PlatformOptions } from '../src/app.js';
 import { createTestDatabase, type TestDatabase } from '../src/store/testing.js';
-import type { Dialect } from '../src/store/db.js';
+import { openStore, type Dialect, type Store } from '../src/store/db.js';
 
 /** A platform on a fresh database of one dialect, with its provider-admin token and HTTP helpers. */
 export interface TestPlatform {
@@ -79,4 +79,19 @@ export async function startTestPlatform(dialect: Dialect, opts: PlatformOptions 
     },
   };
   return tp;
+}
+
+/** A database that cannot be read: SQLite, a closed store on a removed file; PostgreSQL, a pool on a dropped database. */
+export async function unreachableDatabase(dialect: Dialect): Promise<{ store: Store; url: string | undefined; close(): Promise<void> }> {
+  const tdb = await createTestDatabase(dialect);
+  const url = tdb.url;
+  if (dialect === 'sqlite') {
+    const store = tdb.open();
+    await store.close();
+    await tdb.destroy();
+    return { store, url, close: async () => {} };
+  }
+  await tdb.destroy();
+  const store = openStore({ url: url! }, { poolSize: 2 });
+  return { store, url, close: () => store.close() };
 }

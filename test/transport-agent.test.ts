@@ -1,13 +1,15 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import { ImapFlow } from 'imapflow';
 import { DIALECTS } from '../src/store/testing.js';
 import { makeStamp } from '../src/transport/stamp.js';
-import type { TransportAgent } from '../src/transport/agent.js';
-import { startTestPlatform, type TestPlatform } from './support.js';
+import { TransportAgent } from '../src/transport/agent.js';
+import { DomainCache } from '../src/transport/domain-cache.js';
+import { startTestPlatform, unreachableDatabase, type TestPlatform } from './support.js';
 import { setupMailOrg, type MailOrg } from './mail-support.js';
 import { dataplaneSkip, eventually, freePorts, startDataplane, startSink, workDir, type RunningDataplane } from './dataplane-support.js';
 
@@ -299,6 +301,38 @@ for (const dialect of DIALECTS) {
       const subject = `via-alias-${tag()}`;
       assert.equal(await deliverToAlice({ from: `bob@${aliasName}`, port: ports.submission, auth: { user: bob, pass: pw.get(bob)! }, subject }), 1);
       assert.deepEqual(await eventually('internal reply to the alias spelling', () => repliesIn(bob, subject), (l) => l.length > 0), [INTERNAL]);
+    });
+
+    test('with its database unreachable an agent starts from the domain cache snapshot and keeps handing mail back', async () => {
+      // the snapshot the platform's running cache writes after its first full load
+      await eventually('the snapshot written', async () => existsSync(t.config.domainCacheSnapshot), (x) => x);
+      const db = await unreachableDatabase(dialect);
+      const cache = new DomainCache({ store: db.store, databaseUrl: db.url, snapshotPath: t.config.domainCacheSnapshot, startTimeoutMs: 3_000 });
+      const m = dp!.manifest.agent!;
+      const second = new TransportAgent({
+        db: db.store.db, cache, secret: Buffer.from(SECRET), hostname: 'agent2.test', replyPeriodMs: 3600_000,
+        mx: { host: '127.0.0.1', port: 0 }, submission: { host: '127.0.0.1', port: 0 },
+        reinject: { host: '127.0.0.1', port: m.reinjectPort }, reply: { host: '127.0.0.1', port: m.replyPort },
+      });
+      try {
+        await cache.start();
+        assert.equal(cache.status().source, 'snapshot');
+        assert.equal(cache.orgOfAddress(bob)?.orgId, a.org.id, 'the organizations come from the snapshot');
+        await second.start();
+        // speak to it as Postfix's content filter client does
+        for (const input of ['mx', 'submission'] as const) {
+          const subject = `db-down-${input}-${tag()}`;
+          await smtp(second.port(input)!, { from: bob, to: [alice], subject });
+          await eventually(`${subject} handed back and delivered`, () => inbox(ports.imap, alice, pw.get(alice)!), (l) => l.some((x) => x.subject === subject));
+        }
+        await second.settled();
+        assert.equal(second.status().messages, 2);
+        assert.equal(second.status().replies, 0, 'auto-replies need the database; the mail does not');
+      } finally {
+        await second.close();
+        await cache.stop();
+        await db.close();
+      }
     });
 
     test('metrics: messages, stamps and replies are counted in /metrics', async () => {
