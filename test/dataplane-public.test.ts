@@ -8,7 +8,7 @@ import { ImapFlow } from 'imapflow';
 import { mutf7Decode, mutf7Encode } from '../src/dataplane/public-folders.js';
 import { DIALECTS } from '../src/store/testing.js';
 import { startTestPlatform, type TestPlatform } from './support.js';
-import { setupMailOrg, type MailOrg } from './mail-support.js';
+import { people, setupMailOrg, type MailOrg } from './mail-support.js';
 import { dataplaneSkip, eventually, freePorts, startDataplane, workDir, type RunningDataplane } from './dataplane-support.js';
 
 /**
@@ -39,20 +39,9 @@ for (const dialect of DIALECTS) {
     let a: MailOrg;
     let b: MailOrg;
     let mailRoot: string;
-    const pw = new Map<string, string>();
-    const users = new Map<string, any>();
-    const boxes = new Map<string, any>();
+    const { pw, users, boxes, person: addPerson } = people();
 
-    async function person(o: MailOrg, local: string): Promise<string> {
-      const login = `${local}@${o.domainName}`;
-      const password = `pw-${tag()}`;
-      const u = await t.ok('POST', `${o.orgUrl}/users?wait=true`, { login, password });
-      const m = await t.ok('POST', `${o.orgUrl}/mailboxes?wait=true`, { kind: 'user', userId: u.id, planId: o.mailboxPlanId });
-      pw.set(login, password);
-      users.set(login, u);
-      boxes.set(login, m);
-      return login;
-    }
+    const person = (o: MailOrg, local: string) => addPerson(t, o, local);
     async function group(o: MailOrg, local: string, members: string[]): Promise<any> {
       const g = await t.ok('POST', `${o.orgUrl}/groups`, { name: `${local}-${tag()}` }, o.orgAdmin);
       await t.ok('PUT', `${o.orgUrl}/groups/${g.id}/mail?wait=true`, { primaryAddress: `${local}@${o.domainName}` }, o.orgAdmin);

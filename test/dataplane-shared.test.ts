@@ -10,7 +10,7 @@ import { DAY_MS } from '../src/mail/addresses.js';
 import { doveadm, parseTab } from '../src/dataplane/doveadm.js';
 import { DIALECTS } from '../src/store/testing.js';
 import { startTestPlatform, type TestPlatform } from './support.js';
-import { setupMailOrg, type MailOrg } from './mail-support.js';
+import { people, setupMailOrg, type MailOrg } from './mail-support.js';
 import { dataplaneSkip, eventually, freePorts, logsOf, sleep, startDataplane, workDir, type RunningDataplane } from './dataplane-support.js';
 
 /**
@@ -35,22 +35,10 @@ for (const dialect of DIALECTS) {
     let ports: { smtp: number; imap: number };
     let a: MailOrg;
     let b: MailOrg;
-    const pw = new Map<string, string>();
-    const users = new Map<string, any>();
-    const boxes = new Map<string, any>();
+    const { pw, users, boxes, person: addPerson } = people();
     const stores: string[] = [];
 
-    /** A user with a mailbox (by login); remembers its password, user and mailbox. */
-    async function person(o: MailOrg, local: string): Promise<string> {
-      const login = `${local}@${o.domainName}`;
-      const password = `pw-${tag()}`;
-      const u = await t.ok('POST', `${o.orgUrl}/users?wait=true`, { login, password });
-      const m = await t.ok('POST', `${o.orgUrl}/mailboxes?wait=true`, { kind: 'user', userId: u.id, planId: o.mailboxPlanId });
-      pw.set(login, password);
-      users.set(login, u);
-      boxes.set(login, m);
-      return login;
-    }
+    const person = (o: MailOrg, local: string) => addPerson(t, o, local);
     async function sharedMailbox(o: MailOrg, local: string): Promise<string> {
       const address = `${local}@${o.domainName}`;
       boxes.set(address, await t.ok('POST', `${o.orgUrl}/mailboxes?wait=true`, { kind: 'shared', primaryAddress: address, planId: o.mailboxPlanId }, o.orgAdmin));

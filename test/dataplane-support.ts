@@ -126,3 +126,11 @@ export async function startDataplane(t: TestPlatform, server: string, dir: strin
 
 /** Where a mail server's logs are, for a failing assertion's message. */
 export const logsOf = (dir: string) => join(dir, 'log');
+
+/** Register mail server `name` (LMTP and IMAP on these ports) with a mailbox store and a public-folder store. */
+export async function registerMailServer(t: TestPlatform, name: string, mailRoot: string, ports: { lmtp: number; imap: number }): Promise<{ id: string }> {
+  const srv = await t.ok('POST', '/api/v1/mail-servers', { name, lmtpEndpoint: `127.0.0.1:${ports.lmtp}`, imapEndpoint: `127.0.0.1:${ports.imap}`, mailRoot });
+  await t.ok('POST', `/api/v1/mail-servers/${srv.id}/stores`, { name: `${name}-store`, capacityBytes: 2 ** 50 });
+  await t.ok('POST', `/api/v1/mail-servers/${srv.id}/stores`, { name: `${name}-public`, purpose: 'public_folder', capacityBytes: 2 ** 50 });
+  return srv;
+}

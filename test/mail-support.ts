@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto';
 import type { TestPlatform, Tenant } from './support.js';
 
 /** Options of a mail-enabled test organization; sizes in bytes, null limits = unlimited. */
@@ -113,4 +114,31 @@ export function ensureStores(t: TestPlatform): Promise<TestStores> {
     registries.set(t, p);
   }
   return p;
+}
+
+/* eslint-disable @typescript-eslint/no-explicit-any */
+/** Users with mailboxes made through the API, remembered by login: password, user row and mailbox row. */
+export function people(): {
+  pw: Map<string, string>;
+  users: Map<string, any>;
+  boxes: Map<string, any>;
+  /** A user `local@<org domain>` with a mailbox of the org's mailbox plan (and these overrides); returns the login. */
+  person(t: TestPlatform, o: MailOrg, local: string, overrides?: Record<string, unknown>): Promise<string>;
+} {
+  const pw = new Map<string, string>();
+  const users = new Map<string, any>();
+  const boxes = new Map<string, any>();
+  return {
+    pw, users, boxes,
+    async person(t, o, local, overrides) {
+      const login = `${local}@${o.domainName}`;
+      const password = `pw-${randomBytes(4).toString('hex')}`;
+      const u = await t.ok('POST', `${o.orgUrl}/users?wait=true`, { login, password });
+      const m = await t.ok('POST', `${o.orgUrl}/mailboxes?wait=true`, { kind: 'user', userId: u.id, planId: o.mailboxPlanId, ...(overrides ? { overrides } : {}) });
+      pw.set(login, password);
+      users.set(login, u);
+      boxes.set(login, m);
+      return login;
+    },
+  };
 }

@@ -9,9 +9,10 @@ import { DIALECTS } from '../src/store/testing.js';
 import { makeStamp } from '../src/transport/stamp.js';
 import { TransportAgent } from '../src/transport/agent.js';
 import { DomainCache } from '../src/transport/domain-cache.js';
+import { agentDataplanes } from '../src/transport/service.js';
 import { startTestPlatform, unreachableDatabase, type TestPlatform } from './support.js';
-import { setupMailOrg, type MailOrg } from './mail-support.js';
-import { dataplaneSkip, eventually, freePorts, startDataplane, startSink, workDir, type RunningDataplane } from './dataplane-support.js';
+import { people, setupMailOrg, type MailOrg } from './mail-support.js';
+import { dataplaneSkip, eventually, freePorts, registerMailServer, startDataplane, startSink, workDir, type RunningDataplane } from './dataplane-support.js';
 
 /**
  * The transport agent (transport/agent.ts) in Postfix's mail path, with real Postfix, Dovecot and the
@@ -89,7 +90,7 @@ for (const dialect of DIALECTS) {
     let ports: { smtp: number; submission: number; imap: number };
     let a: MailOrg;
     let b: MailOrg;
-    const pw = new Map<string, string>();
+    const { pw, person: addPerson } = people();
     let alice: string; // the mailbox with an auto-reply (org A)
     let bob: string; // alice's colleague (org A)
     let dan: string; // another colleague, whose address is forged from outside (org A)
@@ -97,15 +98,7 @@ for (const dialect of DIALECTS) {
     const known = 'friend@partner.example'; // a contact of org A
     const stranger = 'stranger@remote.example';
 
-    async function person(o: MailOrg, local: string): Promise<string> {
-      const login = `${local}@${o.domainName}`;
-      const password = `pw-${tag()}`;
-      const u = await t.ok('POST', `${o.orgUrl}/users?wait=true`, { login, password });
-      const m = await t.ok('POST', `${o.orgUrl}/mailboxes?wait=true`, { kind: 'user', userId: u.id, planId: o.mailboxPlanId });
-      assert.ok(m);
-      pw.set(login, password);
-      return login;
-    }
+    const person = (o: MailOrg, local: string) => addPerson(t, o, local);
 
     const mailboxId = async (o: MailOrg, address: string) =>
       (await t.ok('GET', `${o.orgUrl}/mailboxes?limit=100`, undefined, o.orgAdmin)).items.find((m: { primaryAddress: string }) => m.primaryAddress === address).id as string;
@@ -137,9 +130,7 @@ for (const dialect of DIALECTS) {
       ports = { smtp: smtpPort, submission, imap };
       t = await startTestPlatform(dialect, { config: { port: 0, dataplaneRoot: work.path, transportSecret: SECRET } });
       sink = await startSink();
-      const srv = await t.ok('POST', '/api/v1/mail-servers', { name: 'dp-agent', lmtpEndpoint: `127.0.0.1:${lmtp}`, imapEndpoint: `127.0.0.1:${imap}`, mailRoot: join(work.path, 'mail') });
-      await t.ok('POST', `/api/v1/mail-servers/${srv.id}/stores`, { name: 'dp-agent-store', capacityBytes: 2 ** 50 });
-      await t.ok('POST', `/api/v1/mail-servers/${srv.id}/stores`, { name: 'dp-agent-public', purpose: 'public_folder', capacityBytes: 2 ** 50 });
+      await registerMailServer(t, 'dp-agent', join(work.path, 'mail'), { lmtp, imap });
       a = await setupMailOrg(t, 'ara', { defaultStores: false });
       b = await setupMailOrg(t, 'arb', { defaultStores: false });
       alice = await person(a, 'alice');
@@ -333,6 +324,11 @@ for (const dialect of DIALECTS) {
         await cache.stop();
         await db.close();
       }
+    });
+
+    test('hmc serve finds the data planes rendered with an agent under HMC_DATAPLANE_ROOT', async () => {
+      assert.deepEqual(agentDataplanes(work.path).map((m) => m.server.name), ['dp-agent']);
+      assert.deepEqual(agentDataplanes(join(work.path, 'nothing-here')), []);
     });
 
     test('metrics: messages, stamps and replies are counted in /metrics', async () => {

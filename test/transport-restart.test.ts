@@ -8,7 +8,7 @@ import nodemailer from 'nodemailer';
 import { DIALECTS } from '../src/store/testing.js';
 import { startTestPlatform, type TestPlatform } from './support.js';
 import { setupMailOrg, type MailOrg } from './mail-support.js';
-import { dataplaneSkip, eventually, folderSubjects, freePorts, sleep, startDataplane, startSink, workDir, type RunningDataplane } from './dataplane-support.js';
+import { dataplaneSkip, eventually, folderSubjects, freePorts, registerMailServer, sleep, startDataplane, startSink, workDir, type RunningDataplane } from './dataplane-support.js';
 
 /**
  * `hmc transport` as an operator runs it (its own process, next to Postfix), stopped and killed while mail
@@ -95,9 +95,7 @@ for (const dialect of DIALECTS) {
       ports = { smtp, imap, http };
       t = await startTestPlatform(dialect, { config: { port: 0, transportSecret: SECRET } });
       sink = await startSink();
-      const srv = await t.ok('POST', '/api/v1/mail-servers', { name: 'dp-restart', lmtpEndpoint: `127.0.0.1:${lmtp}`, imapEndpoint: `127.0.0.1:${imap}`, mailRoot: join(work.path, 'mail') });
-      await t.ok('POST', `/api/v1/mail-servers/${srv.id}/stores`, { name: 'dp-restart-store', capacityBytes: 2 ** 50 });
-      await t.ok('POST', `/api/v1/mail-servers/${srv.id}/stores`, { name: 'dp-restart-public', purpose: 'public_folder', capacityBytes: 2 ** 50 });
+      await registerMailServer(t, 'dp-restart', join(work.path, 'mail'), { lmtp, imap });
       o = await setupMailOrg(t, 'rst', { defaultStores: false });
       alice = `alice@${o.domainName}`;
       const u = await t.ok('POST', `${o.orgUrl}/users?wait=true`, { login: alice, password });
