@@ -216,6 +216,15 @@ for (const dialect of DIALECTS) {
       assert.equal(await deliverToAlice({ from: stranger, subject: `after-save-${tag()}` }), 1, 'saved settings answer again');
       // alice writing to herself
       assert.equal(await deliverToAlice({ from: alice, port: ports.submission, auth: { user: alice, pass: pw.get(alice)! }, subject: `self-${tag()}` }), 0);
+      // … and from her other addresses: an alias, and her address at a domain alias (found by the isolation test)
+      await t.ok('POST', `${a.orgUrl}/mailboxes/${await mailboxId(a, alice)}/aliases?wait=true`, { address: `alice.other@${a.domainName}` }, a.orgAdmin);
+      const aliasDomain = `alias-${a.domainName}`;
+      const d = await t.ok('POST', `${a.orgUrl}/domains`, { name: aliasDomain }, a.orgAdmin);
+      await t.ok('PUT', `${a.orgUrl}/domains/${d.id}/accepted?wait=true`, { aliasOf: a.domainId }, a.orgAdmin);
+      await eventually('the domain cache has the domain alias', async () => t.platform.domainCache?.orgOfAddress(`alice@${aliasDomain}`)?.aliasOfName ?? null, (n) => n === a.domainName);
+      for (const from of [`alice.other@${a.domainName}`, `alice@${aliasDomain}`]) {
+        assert.equal(await deliverToAlice({ from, port: ports.submission, auth: { user: alice, pass: pw.get(alice)! }, subject: `self-${tag()}` }), 0, `alice writing as ${from}`);
+      }
     });
 
     test('scheduled windows are honoured; off sends nothing', async () => {

@@ -7,7 +7,7 @@ import type { Db } from '../store/db.js';
 import type { DomainCache } from './domain-cache.js';
 import { field, joinFields, parseFields, splitHead, withHead, type HeaderField } from './message-head.js';
 import { checkStamp, makeStamp, STAMP_FIELD, STAMP_HEADER } from './stamp.js';
-import { activeAt, automatedReason, chooseReply, claimReply, composeReply, isKnownSender, pruneClaims, releaseClaim, settingsFor, type AutoReplySetting } from './auto-replies.js';
+import { activeAt, automatedReason, chooseReply, claimReply, composeReply, isKnownSender, pruneClaims, releaseClaim, senderMailbox, settingsFor, type AutoReplySetting } from './auto-replies.js';
 
 /**
  * HMC's transport agent: a Postfix after-queue content filter (http://www.postfix.org/FILTER_README.html) built
@@ -280,8 +280,10 @@ export class TransportAgent {
     const senderDomain = this.o.cache.orgOfAddress(sender);
     // authenticated and the sender's domain is an organization's: that organization's member
     const authOrg = authenticated && senderDomain?.live ? senderDomain.orgId : null;
+    // a mailbox writing from another of its addresses (an alias, a domain-alias spelling) is still itself
+    const own = senderDomain ? await senderMailbox(this.o.db, sender, senderDomain.aliasOfName) : null;
     for (const s of settings) {
-      if (!activeAt(s, now) || sameMailbox(s, sender)) continue;
+      if (!activeAt(s, now) || s.mailboxId === own || sameMailbox(s, sender)) continue;
       const choice = await chooseReply(s, authOrg, () => isKnownSender(this.o.db, s.orgId, sender));
       if (!choice) continue;
       await this.sendReply(s, choice, sender, fields, now, input);
@@ -307,7 +309,7 @@ export class TransportAgent {
   }
 }
 
-/** The sender is the mailbox itself (its primary or the addressed address): never answer oneself. */
+/** The sender is the mailbox's primary or the addressed address (decided without a query, whatever the domain cache knows). */
 function sameMailbox(s: AutoReplySetting, sender: string): boolean {
   const a = sender.toLowerCase();
   return a === s.primaryAddress.toLowerCase() || a === s.address.toLowerCase();

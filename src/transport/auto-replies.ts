@@ -25,8 +25,9 @@ import { field, type HeaderField } from './message-head.js';
  * - An empty message sends nothing (a mailbox may answer only outsiders, or only colleagues).
  *
  * The database work per message is one indexed query for the recipients that have an auto-reply switched on
- * (none at all for automatic or null-sender mail), then only for those: a known-sender check and the atomic
- * claim in auto_reply_log. The sender's organization comes from the domain cache, never a query.
+ * (none at all for automatic or null-sender mail), then only for those: the sender's own mailbox (for a sender
+ * on a hosted domain), a known-sender check and the atomic claim in auto_reply_log. The sender's organization
+ * comes from the domain cache, never a query.
  */
 
 export interface AutoReplySetting {
@@ -113,6 +114,18 @@ export async function settingsFor(db: Db, recipients: string[]): Promise<AutoRep
     });
   }
   return out;
+}
+
+/**
+ * The mailbox `sender` is an address of, by any of its spellings: its primary address, an alias, or either at a
+ * domain alias (`aliasOf`: the domain the sender's domain stands for, from the domain cache). A mailbox never
+ * answers its own mail, whichever of its addresses the mail came from; null when the sender is no mailbox.
+ */
+export async function senderMailbox(db: Db, sender: string, aliasOf: string | null): Promise<string | null> {
+  const a = sender.toLowerCase();
+  const address = aliasOf ? `${a.slice(0, a.lastIndexOf('@'))}@${aliasOf.toLowerCase()}` : a;
+  const r = await db.selectFrom('addresses').select('recipient_id').where('address', '=', address).where('recipient_kind', '=', 'mailbox').executeTakeFirst();
+  return r ? (r.recipient_id as string) : null;
 }
 
 /** Whether `sender` is in the organization's address book: one of its contacts or one of its own addresses. */
