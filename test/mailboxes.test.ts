@@ -295,6 +295,9 @@ for (const dialect of DIALECTS) {
       assert.equal(f.externalForwarding, false);
       assertProblem(await t.call('PATCH', `${o.orgUrl}/mailboxes/${f.id}`, { token: o.orgAdmin, body: { forwarding: { to: `f@${o.domainName}`, mode: 'forward_only' } } }), 400, 'invalid_request');
       assertProblem(await t.call('PATCH', `${o.orgUrl}/mailboxes/${f.id}`, { token: o.orgAdmin, body: { forwarding: { to: 'x@elsewhere.example', mode: 'forward_only' } } }), 403, 'external_forwarding_not_allowed');
+      // another tenant on the platform is outside the organization too (the data plane would not forward there)
+      const other = await setupMailOrg(t, `fwd-other-${Date.now().toString(36)}`);
+      assertProblem(await t.call('PATCH', `${o.orgUrl}/mailboxes/${f.id}`, { token: o.orgAdmin, body: { forwarding: { to: `x@${other.domainName}`, mode: 'forward_only' } } }), 403, 'external_forwarding_not_allowed');
 
       const moved = await t.ok('PUT', `${o.orgUrl}/mailboxes/${f.id}/plan`, { planId: open.id }, o.orgAdmin);
       assert.equal(moved.planId, open.id);

@@ -89,26 +89,31 @@ export async function settleMailboxSettings(
 export const placementOf = (row: any): Placement => ({ storeId: row.store_id ?? null, charged: Number(row.charged_bytes), counted: row.state === 'active' });
 
 /** True when `address` is on none of the platform's accepted domains: forwarding there leaves the platform. */
-export async function isExternal(tx: Db, address: string): Promise<boolean> {
+/**
+ * Whether forwarding to `address` leaves the organization: its domain is not one of the organization's accepted
+ * domains. Another tenant on the same platform is as external as the internet (the data plane forwards outside the
+ * organization only for plans with externalForwarding, dp_virtual_aliases).
+ */
+export async function isExternal(tx: Db, address: string, orgId: string): Promise<boolean> {
   const domain = address.slice(address.lastIndexOf('@') + 1);
-  return !(await tx.selectFrom('accepted_domains').select('domain_id').where('name', '=', domain).executeTakeFirst());
+  return !(await tx.selectFrom('accepted_domains').select('domain_id').where('name', '=', domain).where('org_id', '=', orgId).executeTakeFirst());
 }
 
 /**
- * The forwarding columns for `fwd` (null: none). A target outside the platform's accepted domains is
- * external and allowed only when the mailbox plan has externalForwarding; a mailbox may not forward to
- * one of its own addresses (a loop).
+ * The forwarding columns for `fwd` (null: none). A target outside the organization's accepted domains (another
+ * tenant's included) is external and allowed only when the mailbox plan has externalForwarding; a mailbox may
+ * not forward to one of its own addresses (a loop).
  */
 export async function forwardingColumns(
   tx: Db,
   fwd: { to: string; mode: string } | null | undefined,
-  opts: { externalAllowed: boolean; own: string[] },
+  opts: { externalAllowed: boolean; own: string[]; orgId: string },
 ): Promise<{ forward_to: string | null; forward_mode: string | null }> {
   if (!fwd) return { forward_to: null, forward_mode: null };
   const to = normalizeAddress(fwd.to).address;
   if (opts.own.includes(to)) throw Errors.invalidRequest(`${to} is an address of this mailbox; it cannot forward to itself`);
-  if (!opts.externalAllowed && (await isExternal(tx, to))) {
-    throw Errors.externalForwardingNotAllowed(`${to} is outside the platform and the mailbox plan does not allow external forwarding`);
+  if (!opts.externalAllowed && (await isExternal(tx, to, opts.orgId))) {
+    throw Errors.externalForwardingNotAllowed(`${to} is outside the organization and the mailbox plan does not allow external forwarding`);
   }
   return { forward_to: to, forward_mode: fwd.mode };
 }
@@ -116,7 +121,7 @@ export async function forwardingColumns(
 /** Refuse settings that would leave an existing external forwarding in place on a plan that does not allow it. */
 export async function checkKeptForwarding(tx: Db, row: any, externalAllowed: boolean): Promise<void> {
   if (!row.forward_to || externalAllowed) return;
-  if (await isExternal(tx, row.forward_to)) {
-    throw Errors.externalForwardingNotAllowed(`the mailbox forwards to ${row.forward_to}, outside the platform, which the new plan does not allow; remove the forwarding first`);
+  if (await isExternal(tx, row.forward_to, row.org_id)) {
+    throw Errors.externalForwardingNotAllowed(`the mailbox forwards to ${row.forward_to}, outside the organization, which the new plan does not allow; remove the forwarding first`);
   }
 }

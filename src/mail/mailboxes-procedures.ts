@@ -51,7 +51,7 @@ export const createMailbox = defineProcedure({
     const primary = await claim(input.primaryAddress ?? user.login, true);
     const aliases: string[] = [];
     for (const a of input.aliases ?? []) aliases.push(await claim(a, false));
-    const fwd = await forwardingColumns(ctx.tx, input.forwarding, { externalAllowed: settings.external_forwarding === 1, own: [primary, ...aliases] });
+    const fwd = await forwardingColumns(ctx.tx, input.forwarding, { externalAllowed: settings.external_forwarding === 1, own: [primary, ...aliases], orgId: org.id });
     const row = {
       id, org_id: org.id, reseller_id: org.reseller_id, kind, user_id: user?.id ?? null,
       display_name: input.displayName ?? user?.display_name ?? primary.slice(0, primary.indexOf('@')), primary_address: primary,
@@ -89,7 +89,7 @@ export const updateMailbox = defineProcedure({
     }
     if (input.forwarding !== undefined) {
       const own = (await addressesOf(ctx.tx, before.id)).map((a) => a.address);
-      Object.assign(set, await forwardingColumns(ctx.tx, input.forwarding, { externalAllowed: Number(before.external_forwarding) === 1, own }));
+      Object.assign(set, await forwardingColumns(ctx.tx, input.forwarding, { externalAllowed: Number(before.external_forwarding) === 1, own, orgId: before.org_id }));
     }
     set.updated_at = ctx.now;
     await ctx.tx.updateTable('mailboxes').set(set).where('id', '=', before.id).execute();
