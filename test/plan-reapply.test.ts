@@ -51,7 +51,7 @@ for (const dialect of DIALECTS) {
       };
 
       let server = await Child.start('serve#0', 'serve', env);
-      const edited = await api('PATCH', `/api/v1/plans/mailbox/${m.mailboxPlanId}`, { issueWarningQuota: 1500, prohibitSendQuota: 2500, prohibitSendReceiveQuota: 3500 });
+      const edited = await api('PATCH', `/api/v1/plans/mailbox/${m.mailboxPlanId}`, { issueWarningQuota: 1500, prohibitSendQuota: 2500, prohibitSendReceiveQuota: 3500, maxMessagesPerHour: 42 });
       assert.equal(edited.version, 2);
       const batchId = edited.reapplyRequestId as string;
       assert.match(batchId, /^req_/);
@@ -86,9 +86,9 @@ for (const dialect of DIALECTS) {
         assert.equal(final.state, 'succeeded', JSON.stringify(final));
         assert.deepEqual(final.items, { total: MAILBOXES, done: MAILBOXES, failed: 0 });
 
-        const boxes = await store.db.selectFrom('mailboxes').select(['id', 'plan_version', 'prohibit_send_receive_quota', 'charged_bytes']).where('org_id', '=', m.org.id).execute();
+        const boxes = await store.db.selectFrom('mailboxes').select(['id', 'plan_version', 'prohibit_send_receive_quota', 'charged_bytes', 'max_messages_per_hour']).where('org_id', '=', m.org.id).execute();
         assert.equal(boxes.length, MAILBOXES);
-        assert.ok(boxes.every((b) => Number(b.plan_version) === 2 && Number(b.prohibit_send_receive_quota) === 3500 && Number(b.charged_bytes) === 3500), 'every mailbox has the new plan');
+        assert.ok(boxes.every((b) => Number(b.plan_version) === 2 && Number(b.prohibit_send_receive_quota) === 3500 && Number(b.charged_bytes) === 3500 && Number(b.max_messages_per_hour) === 42), 'every mailbox has the new plan');
         // exactly once: one succeeded re-apply per mailbox in the audit log, and no item skipped a mailbox as already done
         const audits = await store.db.selectFrom('audit_log').select(['target_id']).where('request_id', '=', batchId).where('outcome', '=', 'succeeded')
           .where('target_type', '=', 'mailbox').execute();

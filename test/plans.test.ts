@@ -150,6 +150,59 @@ for (const dialect of DIALECTS) {
       assert.equal((await t.ok('GET', `${m.orgUrl}/mailboxes/${box.id}`, undefined, m.orgAdmin)).quotas.prohibitSendReceiveQuota, GiB, 'the mailbox stays as it was');
     });
 
+    test('sending limits: sane defaults, 400 on bad values, within the reseller\'s plan, per-mailbox overrides, an edit reaches the mailboxes', async () => {
+      const a = await reseller('rates', { maxMessagesPerHour: 20_000, maxRecipientsPerDay: 60_000 });
+      // a plan that says nothing gets the documented defaults (an organization plan: capped by the reseller's own)
+      const orgPlan = await t.ok('POST', '/api/v1/plans/organization', { name: 'rates-org', storageBytes: 100 * GiB }, a.resellerAdmin);
+      assert.deepEqual([orgPlan.maxMessagesPerHour, orgPlan.maxRecipientsPerDay], [10_000, 50_000]);
+      const tight = await t.ok('POST', '/api/v1/plans/organization', { name: 'rates-tight', storageBytes: GiB, maxMessagesPerHour: 20_000, maxRecipientsPerDay: 60_000 }, a.resellerAdmin);
+      assert.deepEqual([tight.maxMessagesPerHour, tight.maxRecipientsPerDay], [20_000, 60_000]);
+      let r = await t.call('POST', '/api/v1/plans/organization', { token: a.resellerAdmin, body: { name: 'rates-big', storageBytes: GiB, maxMessagesPerHour: 20_001 } });
+      assert.equal(r.statusCode, 422, r.body);
+      assert.equal(r.json().code, 'reseller_plan_exceeded');
+      assert.match(r.json().detail, /maxMessagesPerHour 20001 > 20000/);
+      const capped = await reseller('rates-low', { maxMessagesPerHour: 300, maxRecipientsPerDay: 1_000 });
+      const low = await t.ok('POST', '/api/v1/plans/organization', { name: 'rates-low-org', storageBytes: GiB }, capped.resellerAdmin);
+      assert.deepEqual([low.maxMessagesPerHour, low.maxRecipientsPerDay], [300, 1_000], 'a default above the reseller\'s own plan starts at its ceiling');
+      const mbxPlan = await t.ok('POST', '/api/v1/plans/mailbox', { name: 'rates-mbx', issueWarningQuota: 1, prohibitSendQuota: 2, prohibitSendReceiveQuota: GiB }, a.resellerAdmin);
+      assert.deepEqual([mbxPlan.maxMessagesPerHour, mbxPlan.maxRecipientsPerDay], [500, 2_000]);
+      // bad values: problem+json 400, nothing changes
+      for (const [url, body] of [
+        ['/api/v1/plans/organization', { name: 'bad1', storageBytes: GiB, maxMessagesPerHour: 0 }],
+        ['/api/v1/plans/organization', { name: 'bad2', storageBytes: GiB, maxRecipientsPerDay: null }],
+        ['/api/v1/plans/organization', { name: 'bad3', storageBytes: GiB, maxRecipientsPerDay: 1.5 }],
+        ['/api/v1/plans/mailbox', { name: 'bad4', issueWarningQuota: 1, prohibitSendQuota: 2, prohibitSendReceiveQuota: 3, maxMessagesPerHour: -1 }],
+        ['/api/v1/plans/mailbox', { name: 'bad5', issueWarningQuota: 1, prohibitSendQuota: 2, prohibitSendReceiveQuota: 3, maxRecipientsPerDay: '100' }],
+        ['/api/v1/plans/mailbox', { name: 'bad6', issueWarningQuota: 1, prohibitSendQuota: 2, prohibitSendReceiveQuota: 3, maxMessagesPerHour: 1_000_001 }],
+      ] as const) {
+        const x = await t.call('POST', url, { token: a.resellerAdmin, body: body as any });
+        assert.equal(x.statusCode, 400, `${body.name}: ${x.body}`);
+        assert.ok(String(x.headers['content-type']).startsWith('application/problem+json'), x.body);
+      }
+      r = await t.call('PATCH', `/api/v1/plans/mailbox/${mbxPlan.id}`, { token: a.resellerAdmin, body: { maxRecipientsPerDay: 0 } });
+      assert.equal(r.statusCode, 400, r.body);
+      // plan → mailbox columns, overrides on top; an edit of the plan is re-applied to its mailboxes, overrides kept
+      const url = `/api/v1/organizations/${a.org.id}`;
+      await t.ok('PUT', `${url}/subscription`, { orgPlanId: orgPlan.id }, a.resellerAdmin);
+      await t.ok('PUT', `${url}/available-plans/${mbxPlan.id}`, undefined, a.resellerAdmin);
+      await t.ok('PUT', `${url}/domains/${a.domain.id}/accepted`, { type: 'authoritative' }, a.orgAdmin);
+      const plain = await t.ok('POST', `${url}/mailboxes?wait=true`, { kind: 'shared', primaryAddress: `plain@${a.domain.name}`, planId: mbxPlan.id }, a.orgAdmin);
+      const own = await t.ok('POST', `${url}/mailboxes?wait=true`, { kind: 'shared', primaryAddress: `own@${a.domain.name}`, planId: mbxPlan.id, overrides: { maxMessagesPerHour: 7 } }, a.orgAdmin);
+      assert.deepEqual([plain.quotas.maxMessagesPerHour, plain.quotas.maxRecipientsPerDay], [500, 2_000]);
+      assert.deepEqual([own.quotas.maxMessagesPerHour, own.quotas.maxRecipientsPerDay], [7, 2_000]);
+      r = await t.call('PATCH', `${url}/mailboxes/${own.id}`, { token: a.orgAdmin, body: { overrides: { maxRecipientsPerDay: 0 } } });
+      assert.equal(r.statusCode, 400, r.body);
+      const edited = await t.ok('PATCH', `/api/v1/plans/mailbox/${mbxPlan.id}`, { maxMessagesPerHour: 50, maxRecipientsPerDay: 400 }, a.resellerAdmin);
+      assert.deepEqual([edited.maxMessagesPerHour, edited.maxRecipientsPerDay, edited.version], [50, 400, 2]);
+      assert.equal((await t.settle(edited.reapplyRequestId)).state, 'succeeded');
+      const after1 = await t.ok('GET', `${url}/mailboxes/${plain.id}`, undefined, a.orgAdmin);
+      const after2 = await t.ok('GET', `${url}/mailboxes/${own.id}`, undefined, a.orgAdmin);
+      assert.deepEqual([after1.quotas.maxMessagesPerHour, after1.quotas.maxRecipientsPerDay], [50, 400]);
+      assert.deepEqual([after2.quotas.maxMessagesPerHour, after2.quotas.maxRecipientsPerDay], [7, 400], 'the override stays');
+      const updated = await t.ok('PATCH', `/api/v1/plans/organization/${orgPlan.id}`, { maxRecipientsPerDay: 123 }, a.resellerAdmin);
+      assert.deepEqual([updated.maxMessagesPerHour, updated.maxRecipientsPerDay], [10_000, 123]);
+    });
+
     test('an available mailbox plan must fit the organization plan\'s largest mailbox', async () => {
       const a = await reseller('fit');
       const orgPlan = await t.ok('POST', '/api/v1/plans/organization', { name: 'capped', storageBytes: 10 * GiB, maxMailboxBytes: GiB }, a.resellerAdmin);

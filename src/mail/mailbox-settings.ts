@@ -28,6 +28,8 @@ export interface SettingsColumns {
   max_send_size: number;
   max_receive_size: number;
   recipient_limit: number;
+  max_messages_per_hour: number;
+  max_recipients_per_day: number;
   protocols: string;
   external_forwarding: number;
   charged_bytes: number;
@@ -77,6 +79,8 @@ export async function settleMailboxSettings(
     max_send_size: eff.maxSendSize,
     max_receive_size: eff.maxReceiveSize,
     recipient_limit: eff.recipientLimit,
+    max_messages_per_hour: eff.maxMessagesPerHour,
+    max_recipients_per_day: eff.maxRecipientsPerDay,
     protocols: JSON.stringify(protocols),
     external_forwarding: eff.externalForwarding ? 1 : 0,
     charged_bytes: charged,

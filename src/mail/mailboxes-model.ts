@@ -3,7 +3,7 @@ import { iso } from '../core/time.js';
 import { Address, DisplayName } from '../directory/model.js';
 import { Id, Nullable } from '../engine/http.js';
 import type { ProcContext } from '../engine/procedure.js';
-import { Bytes } from '../plans/limits.js';
+import { Bytes, MailboxMessagesPerHour, MailboxRecipientsPerDay } from '../plans/limits.js';
 import { Protocols } from '../plans/model.js';
 
 /**
@@ -32,6 +32,8 @@ export const Overrides = Type.Object(
     maxSendSize: Type.Optional(Bytes()),
     maxReceiveSize: Type.Optional(Bytes()),
     recipientLimit: Type.Optional(Type.Integer({ minimum: 1, maximum: 100_000 })),
+    maxMessagesPerHour: Type.Optional(MailboxMessagesPerHour),
+    maxRecipientsPerDay: Type.Optional(MailboxRecipientsPerDay),
     protocols: Type.Optional(Protocols),
   },
   { ...strict, description: 'per-mailbox values on top of the mailbox plan' },
@@ -82,6 +84,7 @@ export const RenameBody = Type.Object(
 const Quotas = Type.Object({
   issueWarningQuota: Type.Integer(), prohibitSendQuota: Type.Integer(), prohibitSendReceiveQuota: Type.Integer(),
   maxSendSize: Type.Integer(), maxReceiveSize: Type.Integer(), recipientLimit: Type.Integer(),
+  maxMessagesPerHour: Type.Integer(), maxRecipientsPerDay: Type.Integer(),
 });
 export const MailboxView = Type.Object({
   id: Type.String(), orgId: Type.String(), kind: Type.String(), userId: Nullable(Type.String()), displayName: Type.String(),
@@ -103,6 +106,7 @@ export const toMailbox = (r: any, aliases: string[]): MailboxView => ({
     issueWarningQuota: Number(r.issue_warning_quota), prohibitSendQuota: Number(r.prohibit_send_quota),
     prohibitSendReceiveQuota: Number(r.prohibit_send_receive_quota), maxSendSize: Number(r.max_send_size),
     maxReceiveSize: Number(r.max_receive_size), recipientLimit: Number(r.recipient_limit),
+    maxMessagesPerHour: Number(r.max_messages_per_hour), maxRecipientsPerDay: Number(r.max_recipients_per_day),
   },
   protocols: JSON.parse(r.protocols), externalForwarding: Number(r.external_forwarding) === 1, chargedBytes: Number(r.charged_bytes),
   hiddenFromAddressBook: Number(r.hidden) === 1, enabled: Number(r.enabled) === 1,

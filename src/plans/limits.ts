@@ -19,6 +19,24 @@ export const Bytes = (description?: string) => Type.Integer({ minimum: 0, maximu
 /** A count limit in a schema (null = no limit where allowed). */
 export const Count = (description?: string) => Type.Integer({ minimum: 0, maximum: 1_000_000_000, ...(description ? { description } : {}) });
 
+/** An organization's sending limit in a schema (messages or recipients per window; no null: see SENDING_DEFAULTS). */
+export const SendRate = (description: string) => Type.Integer({ minimum: 1, maximum: 1_000_000_000, description });
+/** A mailbox's messages per hour (plan value or override). */
+export const MailboxMessagesPerHour = Type.Integer({ minimum: 1, maximum: 1_000_000, description: 'most messages the mailbox sends in any hour (authenticated submission; default 500)' });
+/** A mailbox's recipients per day (plan value or override). */
+export const MailboxRecipientsPerDay = Type.Integer({ minimum: 1, maximum: 10_000_000, description: 'most recipients of the mailbox\'s messages in any 24 hours (default 2,000)' });
+
+/**
+ * Sending limits a new plan gets unless it says otherwise (transport/sending-limits.ts enforces them). A person
+ * rarely sends 500 messages an hour or writes to 2,000 recipients a day, while a hijacked account sends that much in
+ * minutes; an organization's totals cap what several hijacked accounts of it can do together. Never unlimited by
+ * default: a hoster that wants more sets a bigger number.
+ */
+export const SENDING_DEFAULTS = {
+  mailbox: { maxMessagesPerHour: 500, maxRecipientsPerDay: 2_000 },
+  organization: { maxMessagesPerHour: 10_000, maxRecipientsPerDay: 50_000 },
+} as const;
+
 /** Protocols a mailbox plan can allow (persisted names). */
 export const PROTOCOLS = ['imap', 'pop3', 'submission', 'webmail', 'dav', 'mobile'] as const;
 export type Protocol = (typeof PROTOCOLS)[number];
@@ -30,6 +48,8 @@ export interface MailboxQuotas {
   maxSendSize: number;
   maxReceiveSize: number;
   recipientLimit: number;
+  maxMessagesPerHour: number;
+  maxRecipientsPerDay: number;
 }
 
 /** Exchange order: issueWarningQuota ≤ prohibitSendQuota ≤ prohibitSendReceiveQuota, else QUOTA_ORDER. */
@@ -70,6 +90,8 @@ export function effectiveMailboxSettings(plan: any, overrides: MailboxOverrides)
     maxSendSize: overrides.maxSendSize ?? Number(plan.max_send_size),
     maxReceiveSize: overrides.maxReceiveSize ?? Number(plan.max_receive_size),
     recipientLimit: overrides.recipientLimit ?? Number(plan.recipient_limit),
+    maxMessagesPerHour: overrides.maxMessagesPerHour ?? Number(plan.max_messages_per_hour),
+    maxRecipientsPerDay: overrides.maxRecipientsPerDay ?? Number(plan.max_recipients_per_day),
     protocols: overrides.protocols ?? (JSON.parse(plan.protocols) as Protocol[]),
     externalForwarding: Number(plan.external_forwarding) === 1,
   };

@@ -2,7 +2,7 @@ import { Type, type Static, type TSchema } from '@sinclair/typebox';
 import { DISPLAY_NAME_PATTERN, SLUG_PATTERN } from '../core/names.js';
 import { iso } from '../core/time.js';
 import { Id, Nullable } from '../engine/http.js';
-import { allocationOf, Bytes, Count, PROTOCOLS, type OrgFeatures, type Protocol, type Subscription } from './limits.js';
+import { allocationOf, Bytes, Count, MailboxMessagesPerHour, MailboxRecipientsPerDay, PROTOCOLS, SendRate, type OrgFeatures, type Protocol, type Subscription } from './limits.js';
 
 /**
  * Plan Manager types: input schemas (procedures and routes share them) and API views. Rows are
@@ -40,6 +40,8 @@ const orgPlanFields = {
   placement: Type.Optional(Type.Union([Type.Literal('tightPack'), Type.Literal('level'), Type.Literal('minStoreCount')])),
   publicFolderBytes: Type.Optional(Bytes('public-folder pool of each organization')),
   features: Type.Optional(FeaturesBody),
+  maxMessagesPerHour: Type.Optional(SendRate('most messages the whole organization sends in any hour (authenticated submission; default 10,000)')),
+  maxRecipientsPerDay: Type.Optional(SendRate('most recipients of the organization\'s messages in any 24 hours (default 50,000)')),
 };
 export const CreateOrgPlanBody = Type.Object({ name: Slug, resellerId: Type.Optional(Id('rsl')), ...orgPlanFields }, strict);
 export const UpdateOrgPlanBody = Type.Object(orgPlanFields, { ...strict, minProperties: 1 });
@@ -52,6 +54,8 @@ const mailboxPlanFields = {
   maxSendSize: Type.Optional(Bytes()),
   maxReceiveSize: Type.Optional(Bytes()),
   recipientLimit: Type.Optional(Type.Integer({ minimum: 1, maximum: 100_000 })),
+  maxMessagesPerHour: Type.Optional(MailboxMessagesPerHour),
+  maxRecipientsPerDay: Type.Optional(MailboxRecipientsPerDay),
   protocols: Type.Optional(Protocols),
   hiddenFromAddressBook: Type.Optional(Type.Boolean({ description: 'default for new mailboxes on the plan' })),
   externalForwarding: Type.Optional(Type.Boolean({ description: 'mailboxes may forward outside the platform' })),
@@ -79,7 +83,7 @@ export const OrgPlanView = Type.Object({
   id: Type.String(), owner: Type.String({ description: '"provider" or the owning reseller id' }), resellerId: Nullable(Type.String()),
   name: Type.String(), displayName: Type.String(), maxMailboxes: Limit, maxDomains: Limit, maxGroups: Limit, maxContacts: Limit,
   maxPublicFolders: Limit, storageBytes: Limit, dynamicStorage: Type.Boolean(), maxMailboxBytes: Limit, mailstoreKind: Type.String(),
-  placement: Type.String(), publicFolderBytes: Type.Integer(),
+  placement: Type.String(), publicFolderBytes: Type.Integer(), maxMessagesPerHour: Type.Integer(), maxRecipientsPerDay: Type.Integer(),
   features: Type.Object({
     publicFolders: Type.Boolean(), mobility: Type.Boolean(), unifiedMessaging: Type.Boolean(), collaboration: Type.Boolean(), protocols: Type.Array(Type.String()),
   }),
@@ -89,7 +93,8 @@ export const OrgPlanView = Type.Object({
 export const MailboxPlanView = Type.Object({
   id: Type.String(), owner: Type.String(), resellerId: Nullable(Type.String()), name: Type.String(), displayName: Type.String(),
   issueWarningQuota: Type.Integer(), prohibitSendQuota: Type.Integer(), prohibitSendReceiveQuota: Type.Integer(),
-  maxSendSize: Type.Integer(), maxReceiveSize: Type.Integer(), recipientLimit: Type.Integer(), protocols: Type.Array(Type.String()),
+  maxSendSize: Type.Integer(), maxReceiveSize: Type.Integer(), recipientLimit: Type.Integer(),
+  maxMessagesPerHour: Type.Integer(), maxRecipientsPerDay: Type.Integer(), protocols: Type.Array(Type.String()),
   hiddenFromAddressBook: Type.Boolean(), externalForwarding: Type.Boolean(), version: Type.Integer(),
   reapplyRequestId: Type.Optional(Nullable(Type.String({ description: 'after an edit: the batch request re-applying the plan to its mailboxes' }))),
   createdAt: Timestamp, updatedAt: Timestamp,
@@ -127,14 +132,16 @@ export const toOrgPlan = (r: any): OrgPlanView => ({
   maxMailboxes: numOrNull(r.max_mailboxes), maxDomains: numOrNull(r.max_domains), maxGroups: numOrNull(r.max_groups),
   maxContacts: numOrNull(r.max_contacts), maxPublicFolders: numOrNull(r.max_public_folders), storageBytes: numOrNull(r.storage_bytes),
   dynamicStorage: Number(r.dynamic_storage) === 1, maxMailboxBytes: numOrNull(r.max_mailbox_bytes), mailstoreKind: r.mailstore_kind,
-  placement: r.placement, publicFolderBytes: Number(r.public_folder_bytes), features: JSON.parse(r.features), version: Number(r.version),
+  placement: r.placement, publicFolderBytes: Number(r.public_folder_bytes),
+  maxMessagesPerHour: Number(r.max_messages_per_hour), maxRecipientsPerDay: Number(r.max_recipients_per_day), features: JSON.parse(r.features), version: Number(r.version),
   createdAt: isoReq(r.created_at), updatedAt: isoReq(r.updated_at),
 });
 export const toMailboxPlan = (r: any): MailboxPlanView => ({
   id: r.id, owner: r.owner_key, resellerId: r.reseller_id ?? null, name: r.name, displayName: r.display_name,
   issueWarningQuota: Number(r.issue_warning_quota), prohibitSendQuota: Number(r.prohibit_send_quota),
   prohibitSendReceiveQuota: Number(r.prohibit_send_receive_quota), maxSendSize: Number(r.max_send_size), maxReceiveSize: Number(r.max_receive_size),
-  recipientLimit: Number(r.recipient_limit), protocols: JSON.parse(r.protocols), hiddenFromAddressBook: Number(r.hidden_default) === 1,
+  recipientLimit: Number(r.recipient_limit), maxMessagesPerHour: Number(r.max_messages_per_hour), maxRecipientsPerDay: Number(r.max_recipients_per_day),
+  protocols: JSON.parse(r.protocols), hiddenFromAddressBook: Number(r.hidden_default) === 1,
   externalForwarding: Number(r.external_forwarding) === 1, version: Number(r.version), createdAt: isoReq(r.created_at), updatedAt: isoReq(r.updated_at),
 });
 export const toSubscription = (s: Subscription): SubscriptionView => {

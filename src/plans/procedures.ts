@@ -9,7 +9,7 @@ import { isUniqueViolation } from '../store/db.js';
 import { getReseller } from '../directory/repo.js';
 import { liveOrg } from '../directory/procedures.js';
 import { syncAllocation } from '../resources/placement.js';
-import { allocationOf, checkMailboxQuotaOrder, lockSubscription, MAX_BYTES, parseFeatures, type OrgFeatures } from './limits.js';
+import { allocationOf, checkMailboxQuotaOrder, lockSubscription, MAX_BYTES, parseFeatures, SENDING_DEFAULTS, type OrgFeatures } from './limits.js';
 import {
   CreateMailboxPlanBody, CreateOrgPlanBody, DEFAULT_FEATURES, DEFAULT_PROTOCOLS, ResellerPlanBody, SubscribeBody, toMailboxPlan, toOrgPlan,
   toSubscription, UpdateMailboxPlanBody, UpdateOrgPlanBody,
@@ -81,7 +81,8 @@ function checkOrgPlanCeiling(row: any, ceiling: any): void {
   const bad: string[] = [];
   const n = (v: unknown) => (v === null || v === undefined ? null : Number(v));
   for (const [col, name] of [['max_mailboxes', 'maxMailboxes'], ['max_domains', 'maxDomains'], ['max_groups', 'maxGroups'], ['max_contacts', 'maxContacts'],
-    ['max_public_folders', 'maxPublicFolders'], ['max_mailbox_bytes', 'maxMailboxBytes']] as const) {
+    ['max_public_folders', 'maxPublicFolders'], ['max_mailbox_bytes', 'maxMailboxBytes'], ['max_messages_per_hour', 'maxMessagesPerHour'],
+    ['max_recipients_per_day', 'maxRecipientsPerDay']] as const) {
     if (!within(n(row[col]), n(ceiling[col]))) bad.push(`${name} ${row[col] ?? 'unlimited'} > ${ceiling[col]}`);
   }
   const ceilStorage = Number(ceiling.dynamic_storage) === 1 ? null : n(ceiling.storage_bytes);
@@ -145,6 +146,8 @@ function orgPlanColumns(input: any, base: any): any {
   set('mailstore_kind', input.mailstoreKind);
   set('placement', input.placement);
   set('public_folder_bytes', input.publicFolderBytes);
+  set('max_messages_per_hour', input.maxMessagesPerHour);
+  set('max_recipients_per_day', input.maxRecipientsPerDay);
   if (input.features !== undefined) row.features = JSON.stringify({ ...JSON.parse(row.features), ...input.features });
   if (Number(row.dynamic_storage) !== 1 && (row.storage_bytes === null || row.storage_bytes === undefined)) {
     throw Errors.invalidRequest('storageBytes is required unless dynamicStorage is true');
@@ -167,6 +170,8 @@ export const createOrgPlan = defineProcedure({
       max_mailboxes: ceiling?.max_mailboxes ?? null, max_domains: ceiling?.max_domains ?? null, max_groups: ceiling?.max_groups ?? null,
       max_contacts: ceiling?.max_contacts ?? null, max_public_folders: ceiling?.max_public_folders ?? null, storage_bytes: null, dynamic_storage: 0,
       max_mailbox_bytes: ceiling?.max_mailbox_bytes ?? null, mailstore_kind: 'shared', placement: 'tightPack', public_folder_bytes: 0,
+      max_messages_per_hour: Math.min(SENDING_DEFAULTS.organization.maxMessagesPerHour, Number(ceiling?.max_messages_per_hour ?? Infinity)),
+      max_recipients_per_day: Math.min(SENDING_DEFAULTS.organization.maxRecipientsPerDay, Number(ceiling?.max_recipients_per_day ?? Infinity)),
       features: JSON.stringify(ceiling ? { ...DEFAULT_FEATURES, protocols: parseFeatures(ceiling).protocols } : DEFAULT_FEATURES),
       version: 1, created_at: ctx.now, updated_at: ctx.now,
     });
@@ -245,6 +250,8 @@ function mailboxPlanColumns(input: any, base: any): any {
   set('max_send_size', input.maxSendSize);
   set('max_receive_size', input.maxReceiveSize);
   set('recipient_limit', input.recipientLimit);
+  set('max_messages_per_hour', input.maxMessagesPerHour);
+  set('max_recipients_per_day', input.maxRecipientsPerDay);
   if (input.protocols !== undefined) row.protocols = JSON.stringify(input.protocols);
   if (input.hiddenFromAddressBook !== undefined) row.hidden_default = input.hiddenFromAddressBook ? 1 : 0;
   if (input.externalForwarding !== undefined) row.external_forwarding = input.externalForwarding ? 1 : 0;
@@ -266,7 +273,8 @@ export const createMailboxPlan = defineProcedure({
     const protocols = ceiling ? DEFAULT_PROTOCOLS.filter((p) => parseFeatures(ceiling).protocols.includes(p)) : DEFAULT_PROTOCOLS;
     const row = mailboxPlanColumns(input, {
       id: newId('mailboxPlan'), owner_key: owner.ownerKey, reseller_id: owner.resellerId, name: assertSlug(input.name, 'plan name'), display_name: input.name,
-      max_send_size: DEFAULT_MAX_MESSAGE, max_receive_size: DEFAULT_MAX_MESSAGE, recipient_limit: 500, protocols: JSON.stringify(protocols),
+      max_send_size: DEFAULT_MAX_MESSAGE, max_receive_size: DEFAULT_MAX_MESSAGE, recipient_limit: 500,
+      max_messages_per_hour: SENDING_DEFAULTS.mailbox.maxMessagesPerHour, max_recipients_per_day: SENDING_DEFAULTS.mailbox.maxRecipientsPerDay, protocols: JSON.stringify(protocols),
       hidden_default: 0, external_forwarding: 0, version: 1, created_at: ctx.now, updated_at: ctx.now,
     });
     if (ceiling) checkMailboxPlanCeiling(row, ceiling);

@@ -59,6 +59,61 @@ export const transportMigrations: Migration[] = [
       `);
     },
   },
+  /**
+   * Sending limits against hijacked accounts (issue 6 item 4; transport/sending-limits.ts) and the events they
+   * raise. One migration for three areas' columns because it is one feature and one assigned id:
+   *
+   * - mailbox_plans / mailboxes: max_messages_per_hour (default 500) and max_recipients_per_day (default 2,000),
+   *   materialised on the mailbox like recipient_limit (plan value, or the mailbox's override); existing plans and
+   *   mailboxes get the defaults, which is what a plan created today gets too.
+   * - org_plans: the same two limits for the whole organization (defaults 10,000 and 50,000). NOT NULL: a hijacked
+   *   account of an organization without a limit would be a spam cannon, so "unlimited" is a large number someone chose.
+   * - sending_counters: per sender (mailbox id) and per organization (org id), how many messages and recipients
+   *   were accepted in a minute bucket (span 'minute') and in an hour bucket (span 'hour'). The policy service of
+   *   every Postfix node upserts them at END-OF-MESSAGE and reads them at a message's first RCPT, so nodes sharing the
+   *   database share the counts. The primary key serves the read (two subjects × two spans, one range each);
+   *   expires_at serves the pruning. No foreign keys: a counter outlives nothing by more than a day.
+   * - mail_events: what the mail path did that an organization's admins should know about (now: a sending limit
+   *   reached), read through GET /api/v1/organizations/{orgId}/mail-events within scope. dedupe_key is unique so
+   *   every node records one row per limit per window, however often a hijacked client retries. Not append-only
+   *   like billing_events: the organization's purge removes them with it.
+   */
+  {
+    id: '0019_transport_sending_limits',
+    async up(db, dialect) {
+      await runDdl(db, dialect, `
+        ALTER TABLE mailbox_plans ADD COLUMN max_messages_per_hour INTEGER NOT NULL DEFAULT 500 CHECK (max_messages_per_hour > 0);
+        ALTER TABLE mailbox_plans ADD COLUMN max_recipients_per_day INTEGER NOT NULL DEFAULT 2000 CHECK (max_recipients_per_day > 0);
+        ALTER TABLE mailboxes ADD COLUMN max_messages_per_hour INTEGER NOT NULL DEFAULT 500 CHECK (max_messages_per_hour > 0);
+        ALTER TABLE mailboxes ADD COLUMN max_recipients_per_day INTEGER NOT NULL DEFAULT 2000 CHECK (max_recipients_per_day > 0);
+        ALTER TABLE org_plans ADD COLUMN max_messages_per_hour BIGINT NOT NULL DEFAULT 10000 CHECK (max_messages_per_hour > 0);
+        ALTER TABLE org_plans ADD COLUMN max_recipients_per_day BIGINT NOT NULL DEFAULT 50000 CHECK (max_recipients_per_day > 0);
+        CREATE TABLE sending_counters (
+          subject_id TEXT NOT NULL,
+          span TEXT NOT NULL CHECK (span IN ('minute','hour')),
+          bucket BIGINT NOT NULL,
+          messages BIGINT NOT NULL,
+          recipients BIGINT NOT NULL,
+          expires_at BIGINT NOT NULL,
+          PRIMARY KEY (subject_id, span, bucket)
+        );
+        CREATE INDEX sending_counters_expiry ON sending_counters (expires_at);
+        CREATE TABLE mail_events (
+          id TEXT PRIMARY KEY,
+          org_id TEXT NOT NULL,
+          reseller_id TEXT NOT NULL,
+          at BIGINT NOT NULL,
+          event TEXT NOT NULL,
+          mailbox_id TEXT,
+          login TEXT,
+          data TEXT NOT NULL,
+          dedupe_key TEXT NOT NULL UNIQUE
+        );
+        CREATE INDEX mail_events_org ON mail_events (org_id, id);
+        CREATE INDEX mail_events_reseller ON mail_events (reseller_id, id)
+      `);
+    },
+  },
   {
     // whom each mailbox's auto-reply answered and when (transport/auto-replies.ts): one row per mailbox and
     // sender, claimed atomically per reply, cleared when the settings are saved, pruned after the period

@@ -13,12 +13,12 @@ test('mailbox create: kind rules, aliases, overrides in exact bytes and forwardi
   const io = fakeIo({ api: () => ({ status: 201, body: mailbox, headers: { 'HMC-Request-Id': 'req_1' } }) });
   const code = await main([
     'mailbox', 'create', 'org_1', '--kind', 'shared', '--address', 'info@x.example', '--plan', 'mpl_1', '--alias', 'a@x.example', '--alias', 'b@x.example',
-    '--prohibit-send-receive-quota', '2GiB', '--protocols', 'imap,webmail', '--forward-to', 'boss@x.example', '--hidden',
+    '--prohibit-send-receive-quota', '2GiB', '--protocols', 'imap,webmail', '--forward-to', 'boss@x.example', '--hidden', '--max-messages-per-hour', '20',
   ], io);
   assert.equal(code, 0, io.errors());
   assert.deepEqual(io.calls[0]!.body, {
     kind: 'shared', planId: 'mpl_1', primaryAddress: 'info@x.example', aliases: ['a@x.example', 'b@x.example'],
-    overrides: { prohibitSendReceiveQuota: 2 * GiB, protocols: ['imap', 'webmail'] }, hiddenFromAddressBook: true,
+    overrides: { prohibitSendReceiveQuota: 2 * GiB, maxMessagesPerHour: 20, protocols: ['imap', 'webmail'] }, hiddenFromAddressBook: true,
     forwarding: { to: 'boss@x.example', mode: 'deliver_and_forward' },
   });
   assert.match(io.output(), /created mailbox mbx_1 \(request req_1\)/);

@@ -27,6 +27,8 @@ const OVERRIDE_OPTIONS: Record<string, OptionSpec> = {
   'max-send-size': str('SIZE', `override the plan: largest message sent, ${SIZE}`),
   'max-receive-size': str('SIZE', `override the plan: largest message received, ${SIZE}`),
   'recipient-limit': str('N', 'override the plan: most recipients of one message'),
+  'max-messages-per-hour': str('N', 'override the plan: most messages sent in any hour'),
+  'max-recipients-per-day': str('N', 'override the plan: most recipients in any 24 hours'),
   protocols: str('LIST', `override the plan: protocols, comma-separated (${PROTOCOL_NAMES.join(',')})`),
 };
 
@@ -45,8 +47,10 @@ export function overridesOf(ctx: Ctx): Record<string, unknown> | undefined {
     const v = ctx.opts.str(flagName);
     if (v !== undefined) o[field] = parseSize(v, `--${flagName}`);
   }
-  const limit = ctx.opts.int('recipient-limit', { min: 1 });
-  if (limit !== undefined) o.recipientLimit = limit;
+  for (const [flagName, field] of [['recipient-limit', 'recipientLimit'], ['max-messages-per-hour', 'maxMessagesPerHour'], ['max-recipients-per-day', 'maxRecipientsPerDay']] as const) {
+    const n = ctx.opts.int(flagName, { min: 1 });
+    if (n !== undefined) o[field] = n;
+  }
   const protos = ctx.opts.str('protocols');
   if (protos !== undefined) {
     const list = [...new Set(protos.split(',').map((p) => p.trim().toLowerCase()).filter(Boolean))];

@@ -11,7 +11,7 @@ test('plan org create sends sizes as exact bytes, limits, features and protocols
   const code = await main([
     'plan', 'org', 'create', 'gold', '--reseller', 'rsl_1', '--max-mailboxes', '50', '--max-domains', 'unlimited', '--storage', '2TiB',
     '--max-mailbox-size', '50GiB', '--public-folder-storage', '8PiB', '--feature', 'publicFolders', '--no-feature', 'mobility',
-    '--protocols', 'imap,webmail', '--placement', 'level',
+    '--protocols', 'imap,webmail', '--placement', 'level', '--max-messages-per-hour', '2000', '--max-recipients-per-day', '9000',
   ], io);
   assert.equal(code, 0, io.errors());
   const call = io.calls[0]!;
@@ -19,7 +19,7 @@ test('plan org create sends sizes as exact bytes, limits, features and protocols
   assert.equal(call.url.pathname, '/api/v1/plans/organization');
   assert.deepEqual(call.body, {
     name: 'gold', resellerId: 'rsl_1', placement: 'level', maxMailboxes: 50, maxDomains: null, storageBytes: 2 * TiB, maxMailboxBytes: 50 * GiB,
-    publicFolderBytes: 2 ** 53, features: { publicFolders: true, mobility: false, protocols: ['imap', 'webmail'] },
+    publicFolderBytes: 2 ** 53, maxMessagesPerHour: 2000, maxRecipientsPerDay: 9000, features: { publicFolders: true, mobility: false, protocols: ['imap', 'webmail'] },
   });
   assert.match(io.output(), /created organization plan opl_1 \(request req_1\)/);
 });
@@ -33,6 +33,8 @@ test('bad sizes, unknown features and empty updates are usage errors before any 
     ['plan', 'mailbox', 'create', 'x', '--issue-warning-quota', '1GiB', '--prohibit-send-quota', '2GiB'],
     ['plan', 'mailbox', 'update', 'mpl_1', '--protocols', 'imap,gopher'],
     ['plan', 'mailbox', 'update', 'mpl_1', '--hidden', '--visible'],
+    ['plan', 'mailbox', 'update', 'mpl_1', '--max-messages-per-hour', '0'],
+    ['plan', 'org', 'update', 'opl_1', '--max-recipients-per-day', 'lots'],
     ['org', 'subscribe', 'org_1', 'opl_1', '--storage', '0.1KiB'],
   ]) {
     const io = fakeIo();
@@ -58,7 +60,8 @@ test('plan mailbox update prints the re-apply batch request; --json keeps stdout
   }
   // no mailboxes on the plan: no batch, no line
   const io = fakeIo({ api: () => ({ body: { ...plan, reapplyRequestId: null } }) });
-  assert.equal(await main(['plan', 'mailbox', 'update', 'mpl_1', '--recipient-limit', '500'], io), 0);
+  assert.equal(await main(['plan', 'mailbox', 'update', 'mpl_1', '--recipient-limit', '500', '--max-messages-per-hour', '60', '--max-recipients-per-day', '300'], io), 0);
+  assert.deepEqual(io.calls[0]!.body, { recipientLimit: 500, maxMessagesPerHour: 60, maxRecipientsPerDay: 300 });
   assert.doesNotMatch(io.output(), /re-applying/);
 });
 

@@ -46,6 +46,8 @@ const ORG_PLAN_OPTIONS: Record<string, OptionSpec> = {
   feature: { type: 'string', value: 'NAME', multiple: true, help: `turn a feature on: ${FEATURE_NAMES.join(', ')}` },
   'no-feature': { type: 'string', value: 'NAME', multiple: true, help: 'turn a feature off' },
   protocols: str('LIST', `protocols allowed, comma-separated: ${PROTOCOL_NAMES.join(',')}`),
+  'max-messages-per-hour': str('N', 'most messages the whole organization sends in any hour (default 10000)'),
+  'max-recipients-per-day': str('N', 'most recipients of the organization\'s messages in any 24 hours (default 50000)'),
 };
 
 /** The organization-plan fields given on the command line (create and update share them). */
@@ -64,6 +66,8 @@ export function orgPlanFields(ctx: Ctx): Record<string, unknown> {
     dynamicStorage: choice(ctx, 'dynamic-storage', 'fixed-storage'),
     maxMailboxBytes: maxMailbox === undefined ? undefined : parseLimitSize(maxMailbox, '--max-mailbox-size'),
     publicFolderBytes: pool === undefined ? undefined : parseSize(pool, '--public-folder-storage'),
+    maxMessagesPerHour: ctx.opts.int('max-messages-per-hour', { min: 1 }),
+    maxRecipientsPerDay: ctx.opts.int('max-recipients-per-day', { min: 1 }),
   });
   const features: Record<string, unknown> = {};
   const on = ctx.opts.list('feature');
@@ -89,6 +93,8 @@ const MAILBOX_PLAN_OPTIONS: Record<string, OptionSpec> = {
   'max-send-size': str('SIZE', `largest message sent, ${SIZE_HELP}`),
   'max-receive-size': str('SIZE', `largest message received, ${SIZE_HELP}`),
   'recipient-limit': str('N', 'most recipients of one message'),
+  'max-messages-per-hour': str('N', 'most messages a mailbox sends in any hour (default 500)'),
+  'max-recipients-per-day': str('N', 'most recipients of a mailbox\'s messages in any 24 hours (default 2000)'),
   protocols: str('LIST', `protocols allowed, comma-separated: ${PROTOCOL_NAMES.join(',')}`),
   hidden: flag('new mailboxes are hidden from the address book by default'),
   visible: flag('new mailboxes are shown in the address book by default'),
@@ -113,6 +119,8 @@ export function mailboxPlanFields(ctx: Ctx): Record<string, unknown> {
   }
   return assign(body, {
     recipientLimit: ctx.opts.int('recipient-limit', { min: 1 }),
+    maxMessagesPerHour: ctx.opts.int('max-messages-per-hour', { min: 1 }),
+    maxRecipientsPerDay: ctx.opts.int('max-recipients-per-day', { min: 1 }),
     protocols: protocols(ctx),
     hiddenFromAddressBook: choice(ctx, 'hidden', 'visible'),
     externalForwarding: choice(ctx, 'external-forwarding', 'no-external-forwarding'),
