@@ -63,6 +63,7 @@ import type { TransportAgent } from './transport/agent.js';
 import type { Registry } from 'prom-client';
 import { agentDataplanes, loadTransportSecret, startAgents } from './transport/service.js';
 import type { Manifest } from './dataplane/render.js';
+import { registerMailEventRoutes, registerTransportDirectoryHooks } from './transport/mail-events.js';
 
 /** The composition root: wires configuration, database, engine, providers, workers and the API. */
 
@@ -172,6 +173,7 @@ export async function createPlatform(config: Config, opts: PlatformOptions = {})
   engine.register(...resourceProcedures, ...moveProcedures);
   engine.register(...repairProcedures);
   registerMailDirectoryHooks(directoryHooks, mailSettings);
+  registerTransportDirectoryHooks(directoryHooks);
   const homes = opts.homes ?? createFilesProvider(config.filesRoot);
   for (const [kind, h] of Object.entries(directoryJobs(engine, homes))) engine.handle(kind, h);
   // with rendered data planes, mailbox data lives in their Dovecot; otherwise plain directories
@@ -192,7 +194,7 @@ export async function createPlatform(config: Config, opts: PlatformOptions = {})
   let ready = false;
   const app = opts.api === false ? null : await buildApi({
     engine,
-    registrars: [registerEngineRoutes, registerDirectoryRoutes, registerPlansRoutes, registerGroupMailRoutes, registerPublicFolderRoutes, registerGrantRoutes, registerFullAccessRoutes, registerAutoReplyRoutes, registerDomainRoutes, registerMailboxRoutes, registerContactRoutes, registerMailCsvRoutes, registerResourceRoutes, usageRoutes(config.dataplaneRoot), checkRoutes(config.dataplaneRoot ? [dataplaneCheck(config.dataplaneRoot)] : [])],
+    registrars: [registerEngineRoutes, registerDirectoryRoutes, registerPlansRoutes, registerGroupMailRoutes, registerPublicFolderRoutes, registerGrantRoutes, registerFullAccessRoutes, registerAutoReplyRoutes, registerDomainRoutes, registerMailboxRoutes, registerContactRoutes, registerMailCsvRoutes, registerMailEventRoutes, registerResourceRoutes, usageRoutes(config.dataplaneRoot), checkRoutes(config.dataplaneRoot ? [dataplaneCheck(config.dataplaneRoot)] : [])],
     visibility: { ...engineVisibility, ...directoryVisibility, ...plansVisibility, ...publicFolderVisibility, ...domainVisibility, ...mailboxVisibility, ...resourcesVisibility },
     metrics,
     logger: opts.logger === false ? false : { level: config.logLevel },
@@ -245,7 +247,7 @@ export async function createPlatform(config: Config, opts: PlatformOptions = {})
       }
       const url = await app.listen({ host: config.host, port: config.port });
       if (policyAt && config.dataplaneRoot) {
-        policy = await startPolicyService({ db: store.db, ...policyAt, usage: doveadmUsage(dataplaneDovecotConfigs(config.dataplaneRoot)), log });
+        policy = await startPolicyService({ db: store.db, ...policyAt, usage: doveadmUsage(dataplaneDovecotConfigs(config.dataplaneRoot)), log, registry: metrics.registry });
       }
       await startTransport();
       return url;

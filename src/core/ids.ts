@@ -25,6 +25,7 @@ export const ID_PREFIXES = {
   sharedDomain: 'sdm',
   mailServer: 'srv',
   mailstore: 'mst',
+  mailEvent: 'mev',
 } as const;
 export type IdKind = keyof typeof ID_PREFIXES;
 
