@@ -89,6 +89,7 @@ export const COLUMNS = {
   request: ['id', 'procedure', 'state', 'actor', 'target.id', 'createdAt', 'durationMs'],
   audit: ['at', 'actor', 'procedure', 'phase', 'outcome', 'target.id', 'requestId'],
   event: ['at', 'event', 'objectType', 'objectId', 'orgId', 'requestId'],
+  mailEvent: ['at', 'event', 'login', 'data.scope', 'data.limit', 'data.max', 'mailboxId'],
   step: ['id', 'kind', 'phase', 'state', 'attempts', 'lastError', 'finishedAt'],
   orgPlan: ['id', 'name', 'displayName', 'owner', 'maxMailboxes', 'storageBytes', 'dynamicStorage', 'version'],
   mailboxPlan: ['id', 'name', 'displayName', 'owner', 'prohibitSendReceiveQuota', 'protocols', 'version'],

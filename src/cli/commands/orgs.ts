@@ -75,4 +75,15 @@ export const orgCommands: CommandSpec[] = [
         query: { force: ctx.opts.bool('force') || undefined },
       }),
   },
+  {
+    words: ['org', 'mail-events'],
+    summary: 'list what the mail path reported about an organization (sending limits reached)',
+    args: ['ID'],
+    options: {
+      mailbox: { type: 'string', value: 'ID', help: 'only events of this mailbox' },
+      event: { type: 'string', value: 'NAME', help: 'only this event (sending_limit_reached)' },
+    },
+    kind: 'list',
+    run: (ctx) => runList(ctx, path`/organizations/${arg(ctx, 0)}/mail-events`, { mailbox: ctx.opts.str('mailbox'), event: ctx.opts.str('event') }, 'mailEvent'),
+  },
 ];
