@@ -1,6 +1,5 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 import nodemailer from 'nodemailer';
@@ -12,6 +11,7 @@ import {
 import { startTestPlatform, type TestPlatform } from './support.js';
 import { setupMailOrg, type MailOrg } from './mail-support.js';
 import { dataplaneSkip, eventually, freePorts, startDataplane, startSink, workDir, type RunningDataplane } from './dataplane-support.js';
+import { newInstance, PolicyClient } from './policy-support.js';
 
 /**
  * HMC's Postfix policy service (dataplane/policy.ts) against a real platform database and a real data plane:
@@ -21,87 +21,6 @@ import { dataplaneSkip, eventually, freePorts, startDataplane, startSink, workDi
  */
 
 const tag = () => randomBytes(4).toString('hex');
-let instanceSeq = 0;
-/** A fresh Postfix-style message instance id. */
-const newInstance = () => `${process.pid.toString(16)}.${tag()}.${++instanceSeq}`;
-
-interface Ask {
-  instance: string;
-  state?: string;
-  login?: string;
-  sender?: string;
-  recipient?: string;
-  size?: number;
-  recipientCount?: number;
-}
-
-/** A request with every attribute Postfix 3.7 sends (values for an SMTP client on 127.0.0.1). */
-function request(a: Ask): Record<string, string> {
-  return {
-    request: 'smtpd_access_policy', protocol_state: a.state ?? 'RCPT', protocol_name: a.login ? 'ESMTPA' : 'ESMTP',
-    helo_name: 'client.example', queue_id: '', sender: a.sender ?? 'someone@remote.example', recipient: a.recipient ?? '',
-    recipient_count: String(a.recipientCount ?? 0), client_address: '127.0.0.1', client_name: 'localhost', client_port: '40000',
-    reverse_client_name: 'localhost', server_address: '127.0.0.1', server_port: '25', instance: a.instance,
-    sasl_method: a.login ? 'PLAIN' : '', sasl_username: a.login ?? '', sasl_sender: '', size: String(a.size ?? 0),
-    ccert_subject: '', ccert_issuer: '', ccert_fingerprint: '', ccert_pubkey_fingerprint: '', encryption_protocol: '',
-    encryption_cipher: '', encryption_keysize: '0', etrn_domain: '', stress: '', compatibility_level: '3.6', mail_version: '3.7.11',
-  };
-}
-
-/** One policy connection, as one smtpd process holds it: requests answered in order. */
-class PolicyClient {
-  private buffer = '';
-  private waiting: { resolve(v: string): void; reject(e: Error): void }[] = [];
-  /** Replies nobody asked for. */
-  readonly unasked: string[] = [];
-  readonly closed: Promise<void>;
-
-  private constructor(private socket: Socket) {
-    socket.setEncoding('utf8');
-    socket.on('data', (chunk: string) => {
-      this.buffer += chunk;
-      for (let end = this.buffer.indexOf('\n\n'); end >= 0; end = this.buffer.indexOf('\n\n')) {
-        const reply = this.buffer.slice(0, end);
-        this.buffer = this.buffer.slice(end + 2);
-        const w = this.waiting.shift();
-        if (!w) this.unasked.push(reply);
-        else if (!/^action=[^\n]+$/.test(reply)) w.reject(new Error(`not one action= line: ${JSON.stringify(reply)}`));
-        else w.resolve(reply.slice('action='.length));
-      }
-    });
-    socket.on('error', () => {});
-    this.closed = new Promise((resolve) => socket.on('close', () => {
-      for (const w of this.waiting.splice(0)) w.reject(new Error('connection closed without a reply'));
-      resolve();
-    }));
-  }
-
-  static open(port: number): Promise<PolicyClient> {
-    return new Promise((resolve, reject) => {
-      const s = connect({ host: '127.0.0.1', port });
-      s.once('connect', () => resolve(new PolicyClient(s)));
-      s.once('error', reject);
-    });
-  }
-
-  /** Send raw bytes (malformed input). */
-  raw(text: string): void {
-    this.socket.write(text);
-  }
-
-  /** Ask one request; resolves to the action. */
-  ask(a: Ask): Promise<string> {
-    const attrs = request(a);
-    const p = new Promise<string>((resolve, reject) => this.waiting.push({ resolve, reject }));
-    this.socket.write(`${Object.entries(attrs).map(([k, v]) => `${k}=${v}`).join('\n')}\n\n`);
-    return p;
-  }
-
-  close(): Promise<void> {
-    this.socket.end();
-    return this.closed;
-  }
-}
 
 /** A usage source that counts its calls per login (the real one underneath). */
 function counting(source: UsageSource): UsageSource & { calls: Map<string, number> } {
@@ -157,7 +76,8 @@ for (const dialect of DIALECTS) {
       bob = await person('bob', { maxReceiveSize: 5_000 });
       carl = await person('carl');
       const g = await t.ok('POST', `${o.orgUrl}/groups`, { name: 'team' }, o.orgAdmin);
-      await t.ok('PUT', `${o.orgUrl}/groups/${g.id}/mail?wait=true`, { primaryAddress: `team@${o.domainName}` }, o.orgAdmin);
+      // anyone may write to it (the MX too): its send policy is not what these tests are about (dataplane-groups.test.ts)
+      await t.ok('PUT', `${o.orgUrl}/groups/${g.id}/mail?wait=true`, { primaryAddress: `team@${o.domainName}`, sendPolicy: 'anyone' }, o.orgAdmin);
       const carlMailbox = (await t.ok('GET', `${o.orgUrl}/mailboxes?limit=100`, undefined, o.orgAdmin)).items.find((m: any) => m.primaryAddress === carl);
       await t.ok('POST', `${o.orgUrl}/groups/${g.id}/mail-members?wait=true`, { memberId: carlMailbox.id }, o.orgAdmin);
       team = `team@${o.domainName}`;

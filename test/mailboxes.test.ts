@@ -85,7 +85,7 @@ for (const dialect of DIALECTS) {
       assert.equal(a.enabled, true);
       assert.equal(a.hiddenFromAddressBook, false);
       assert.equal(a.chargedBytes, GiB);
-      assert.deepEqual(a.quotas, { issueWarningQuota: 900 * MiB, prohibitSendQuota: 950 * MiB, prohibitSendReceiveQuota: GiB, maxSendSize: a.quotas.maxSendSize, maxReceiveSize: a.quotas.maxReceiveSize, recipientLimit: a.quotas.recipientLimit });
+      assert.deepEqual(a.quotas, { issueWarningQuota: 900 * MiB, prohibitSendQuota: 950 * MiB, prohibitSendReceiveQuota: GiB, maxSendSize: a.quotas.maxSendSize, maxReceiveSize: a.quotas.maxReceiveSize, recipientLimit: a.quotas.recipientLimit, maxMessagesPerHour: 500, maxRecipientsPerDay: 2_000 });
       // the mailbox plan's protocols, narrowed to what the organization plan allows
       assert.deepEqual([...a.protocols].sort(), ['imap', 'webmail']);
       assert.equal((await resolve(t, `alice.smith@${o.domainName}`))?.recipientId, a.id);
