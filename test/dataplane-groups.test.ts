@@ -6,8 +6,8 @@ import nodemailer from 'nodemailer';
 import { DIALECTS } from '../src/store/testing.js';
 import { dataplaneDovecotConfigs, doveadmUsage, startPolicyService, type PolicyService } from '../src/dataplane/policy.js';
 import { startTestPlatform, type TestPlatform } from './support.js';
-import { setupMailOrg, type MailOrg } from './mail-support.js';
-import { dataplaneSkip, eventually, folderSubjects, freePorts, startDataplane, startSink, workDir, type RunningDataplane } from './dataplane-support.js';
+import { people, setupMailOrg, type MailOrg } from './mail-support.js';
+import { dataplaneSkip, eventually, folderSubjects, freePorts, registerMailServer, startDataplane, startSink, workDir, type RunningDataplane } from './dataplane-support.js';
 import { newInstance, PolicyClient } from './policy-support.js';
 
 /**
@@ -32,22 +32,14 @@ for (const dialect of DIALECTS) {
     let ports: { smtp: number; submission: number; imap: number };
     let a: MailOrg;
     let b: MailOrg;
-    const pw = new Map<string, string>();
-    const ids = new Map<string, string>();
+    const who = people();
+    const pw = who.pw;
+    const id = (login: string) => who.boxes.get(login)!.id as string;
     const groups = new Map<string, string>();
     let A: string;
     let B: string;
     let aliasA: string;
 
-    async function person(o: MailOrg, local: string): Promise<string> {
-      const login = `${local}@${o.domainName}`;
-      const password = `pw-${tag()}`;
-      const u = await t.ok('POST', `${o.orgUrl}/users?wait=true`, { login, password });
-      const m = await t.ok('POST', `${o.orgUrl}/mailboxes?wait=true`, { kind: 'user', userId: u.id, planId: o.mailboxPlanId });
-      pw.set(login, password);
-      ids.set(login, m.id);
-      return login;
-    }
     async function group(o: MailOrg, local: string, sendPolicy: string, members: string[]): Promise<string> {
       const g = await t.ok('POST', `${o.orgUrl}/groups`, { name: `${local}-${tag()}` }, o.orgAdmin);
       await t.ok('PUT', `${o.orgUrl}/groups/${g.id}/mail?wait=true`, { primaryAddress: `${local}@${o.domainName}`, sendPolicy }, o.orgAdmin);
@@ -94,28 +86,26 @@ for (const dialect of DIALECTS) {
       ports = { smtp, submission: submissionPort, imap };
       t = await startTestPlatform(dialect, { config: { dataplaneRoot: work.path } });
       sink = await startSink();
-      const srv = await t.ok('POST', '/api/v1/mail-servers', { name: 'dp-groups', lmtpEndpoint: `127.0.0.1:${lmtp}`, imapEndpoint: `127.0.0.1:${imap}`, mailRoot: join(work.path, 'mail') });
-      await t.ok('POST', `/api/v1/mail-servers/${srv.id}/stores`, { name: 'dp-groups-store', capacityBytes: 2 ** 50 });
-      await t.ok('POST', `/api/v1/mail-servers/${srv.id}/stores`, { name: 'dp-groups-public', purpose: 'public_folder', capacityBytes: 2 ** 50 });
+      await registerMailServer(t, 'dp-groups', join(work.path, 'mail'), { lmtp, imap });
       a = await setupMailOrg(t, 'grpa', { defaultStores: false });
       b = await setupMailOrg(t, 'grpb', { defaultStores: false });
       A = a.domainName;
       B = b.domainName;
-      for (const local of ['ann', 'bob', 'carl', 'dora']) await person(a, local);
-      for (const local of ['ann', 'zed']) await person(b, local);
+      for (const local of ['ann', 'bob', 'carl', 'dora']) await who.person(t, a, local);
+      for (const local of ['ann', 'zed']) await who.person(t, b, local);
       const alias = await t.ok('POST', `${a.orgUrl}/domains`, { name: `alias-${A}` }, a.orgAdmin);
       await t.ok('PUT', `${a.orgUrl}/domains/${alias.id}/accepted`, { aliasOf: a.domainId }, a.orgAdmin);
       aliasA = `alias-${A}`;
       // the same group names and local parts in both organizations
-      await group(a, 'team', 'organization', [ids.get(`ann@${A}`)!, ids.get(`bob@${A}`)!]);
-      await group(b, 'team', 'organization', [ids.get(`ann@${B}`)!]);
-      await group(a, 'open', 'anyone', [ids.get(`bob@${A}`)!]);
+      await group(a, 'team', 'organization', [id(`ann@${A}`), id(`bob@${A}`)]);
+      await group(b, 'team', 'organization', [id(`ann@${B}`)]);
+      await group(a, 'open', 'anyone', [id(`bob@${A}`)]);
       // board@A: listed senders are ann, the group leads (carl is in it, through the nested group inner) and a partner
       const partner = await t.ok('POST', `${a.orgUrl}/contacts`, { displayName: 'Partner', externalAddress: 'partner@outside.example' }, a.orgAdmin);
-      const inner = await group(a, 'inner', 'organization', [ids.get(`carl@${A}`)!]);
+      const inner = await group(a, 'inner', 'organization', [id(`carl@${A}`)]);
       const leads = await group(a, 'leads', 'organization', [inner]);
-      const board = await group(a, 'board', 'listed', [ids.get(`dora@${A}`)!]);
-      await t.ok('PUT', `${a.orgUrl}/groups/${board}/senders`, { senders: [ids.get(`ann@${A}`), leads, partner.id] }, a.orgAdmin);
+      const board = await group(a, 'board', 'listed', [id(`dora@${A}`)]);
+      await t.ok('PUT', `${a.orgUrl}/groups/${board}/senders`, { senders: [id(`ann@${A}`), leads, partner.id] }, a.orgAdmin);
       policy = await startPolicyService({ db: t.platform.store.db, host: '127.0.0.1', port: policyPort, usage: doveadmUsage(dataplaneDovecotConfigs(work.path)) });
       dp = await startDataplane(t, 'dp-groups', join(work.path, 'dp-groups'), [
         '--smtp-port', String(smtp), '--submission-port', String(submissionPort), '--relayhost', `[127.0.0.1]:${sink.port}`,
@@ -170,12 +160,12 @@ for (const dialect of DIALECTS) {
       await refused(`ann@${B}`, `ann@${B}`, board, 550, NOT_AUTHORIZED); // another tenant
       // B lists a contact with the partner's address on its own group: that lets the partner write to B's group, not A's
       const bPartner = await t.ok('POST', `${b.orgUrl}/contacts`, { displayName: 'Partner', externalAddress: 'other-partner@outside.example' }, b.orgAdmin);
-      const bBoard = await group(b, 'board', 'listed', [ids.get(`zed@${B}`)!]);
+      const bBoard = await group(b, 'board', 'listed', [id(`zed@${B}`)]);
       await t.ok('PUT', `${b.orgUrl}/groups/${bBoard}/senders`, { senders: [bPartner.id] }, b.orgAdmin);
       await accepted(null, 'other-partner@outside.example', `board@${B}`);
       await refused(null, 'other-partner@outside.example', board, 550, NOT_AUTHORIZED);
       // a change of the listed senders is live at the next message
-      await t.ok('PUT', `${a.orgUrl}/groups/${groups.get(board)}/senders`, { senders: [ids.get(`bob@${A}`)] }, a.orgAdmin);
+      await t.ok('PUT', `${a.orgUrl}/groups/${groups.get(board)}/senders`, { senders: [id(`bob@${A}`)] }, a.orgAdmin);
       await accepted(`bob@${A}`, `bob@${A}`, board);
       await refused(`ann@${A}`, `ann@${A}`, board, 550, NOT_AUTHORIZED);
       await refused(null, 'partner@outside.example', board, 550, NOT_AUTHORIZED);
@@ -183,12 +173,12 @@ for (const dialect of DIALECTS) {
 
     test('a group never expands to another tenant\'s mailbox: not through the API, not through a row written around it', async () => {
       // the API refuses another organization's mailbox as a member
-      const r = await t.call('POST', `${a.orgUrl}/groups/${groups.get(`team@${A}`)}/mail-members`, { token: a.orgAdmin, body: { memberId: ids.get(`zed@${B}`) } });
+      const r = await t.call('POST', `${a.orgUrl}/groups/${groups.get(`team@${A}`)}/mail-members`, { token: a.orgAdmin, body: { memberId: id(`zed@${B}`) } });
       assert.equal(r.statusCode, 400, r.body);
       assert.equal(r.json().code, 'recipient_not_in_organization');
       // a membership row naming B's zed in A's team, as a bug or a hand-made edit would leave it
       const db = t.platform.store.db;
-      await db.insertInto('mail_group_members').values({ group_id: groups.get(`team@${A}`)!, org_id: a.org.id, member_id: ids.get(`zed@${B}`)!, member_kind: 'mailbox' }).execute();
+      await db.insertInto('mail_group_members').values({ group_id: groups.get(`team@${A}`)!, org_id: a.org.id, member_id: id(`zed@${B}`), member_kind: 'mailbox' }).execute();
       try {
         const dest = (await db.selectFrom('dp_virtual_aliases').select('destination').where('address', '=', `team@${A}`).execute()).map((x) => x.destination).sort();
         assert.deepEqual(dest, [`ann@${A}`, `bob@${A}`]);
@@ -203,18 +193,18 @@ for (const dialect of DIALECTS) {
         assert.ok(!zed.includes(toA), 'zed never gets A\'s team mail');
         assert.ok(!(await inbox(`ann@${A}`)).includes(toB) && !(await inbox(`ann@${B}`)).includes(toA), 'the two anns keep their own');
       } finally {
-        await db.deleteFrom('mail_group_members').where('group_id', '=', groups.get(`team@${A}`)!).where('member_id', '=', ids.get(`zed@${B}`)!).execute();
+        await db.deleteFrom('mail_group_members').where('group_id', '=', groups.get(`team@${A}`)!).where('member_id', '=', id(`zed@${B}`)).execute();
       }
     });
 
     test('addresses in quarantine are refused at RCPT: a deleted mailbox\'s, a removed alias, a group\'s whose mail was disabled', async () => {
-      const gone = await person(a, 'gone');
-      await t.ok('POST', `${a.orgUrl}/mailboxes/${ids.get(`carl@${A}`)}/aliases?wait=true`, { address: `carlos@${A}` }, a.orgAdmin);
-      const old = await group(a, 'old', 'anyone', [ids.get(`carl@${A}`)!]);
+      const gone = await who.person(t, a, 'gone');
+      await t.ok('POST', `${a.orgUrl}/mailboxes/${id(`carl@${A}`)}/aliases?wait=true`, { address: `carlos@${A}` }, a.orgAdmin);
+      const old = await group(a, 'old', 'anyone', [id(`carl@${A}`)]);
       // all three deliver while they exist
       for (const to of [gone, `carlos@${A}`, `old@${A}`]) await accepted(null, 'someone@outside.example', to);
-      await t.ok('DELETE', `${a.orgUrl}/mailboxes/${ids.get(gone)}?wait=true`, undefined, a.orgAdmin);
-      await t.ok('DELETE', `${a.orgUrl}/mailboxes/${ids.get(`carl@${A}`)}/aliases?wait=true&address=${encodeURIComponent(`carlos@${A}`)}`, undefined, a.orgAdmin);
+      await t.ok('DELETE', `${a.orgUrl}/mailboxes/${id(gone)}?wait=true`, undefined, a.orgAdmin);
+      await t.ok('DELETE', `${a.orgUrl}/mailboxes/${id(`carl@${A}`)}/aliases?wait=true&address=${encodeURIComponent(`carlos@${A}`)}`, undefined, a.orgAdmin);
       await t.ok('DELETE', `${a.orgUrl}/groups/${old}/mail?wait=true`, undefined, a.orgAdmin);
       const db = t.platform.store.db;
       const quarantined = (await db.selectFrom('address_quarantine').select('address').where('org_id', '=', a.org.id).execute()).map((x) => x.address);

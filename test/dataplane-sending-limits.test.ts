@@ -7,8 +7,8 @@ import { Registry } from 'prom-client';
 import { DIALECTS } from '../src/store/testing.js';
 import { dataplaneDovecotConfigs, doveadmUsage, startPolicyService, type PolicyService } from '../src/dataplane/policy.js';
 import { startTestPlatform, type TestPlatform } from './support.js';
-import { setupMailOrg, type MailOrg } from './mail-support.js';
-import { dataplaneSkip, eventually, folderSubjects, freePorts, startDataplane, startSink, workDir, type RunningDataplane } from './dataplane-support.js';
+import { people, setupMailOrg, type MailOrg } from './mail-support.js';
+import { dataplaneSkip, eventually, folderSubjects, freePorts, registerMailServer, startDataplane, startSink, workDir, type RunningDataplane } from './dataplane-support.js';
 import { newInstance, PolicyClient } from './policy-support.js';
 
 /**
@@ -34,8 +34,9 @@ for (const dialect of DIALECTS) {
     let ports: { smtp: number; submission: number; imap: number };
     let solo: MailOrg; // mailbox limits: ann 2 messages/hour, bob 3 recipients/day
     let duo: MailOrg; // the organization's limit: 3 messages/hour for dan and eve together
-    const pw = new Map<string, string>();
-    const ids = new Map<string, string>();
+    const who = people();
+    const pw = who.pw;
+    const id = (login: string) => who.boxes.get(login)!.id as string;
     // an event is recorded once per limit and clock period (hour, UTC day): start where the periods are predictable
     let clock = Math.floor(Date.now() / DAY) * DAY + HOUR;
     const registry = new Registry();
@@ -43,15 +44,6 @@ for (const dialect of DIALECTS) {
     let otherNode: PolicyService; // another node's service on the same database
     let rcpt: string; // where mail goes (a mailbox of solo)
 
-    async function person(o: MailOrg, local: string, overrides?: Record<string, unknown>): Promise<string> {
-      const login = `${local}@${o.domainName}`;
-      const password = `pw-${tag()}`;
-      const u = await t.ok('POST', `${o.orgUrl}/users?wait=true`, { login, password });
-      const m = await t.ok('POST', `${o.orgUrl}/mailboxes?wait=true`, { kind: 'user', userId: u.id, planId: o.mailboxPlanId, ...(overrides ? { overrides } : {}) });
-      pw.set(login, password);
-      ids.set(login, m.id);
-      return login;
-    }
     const inbox = (login: string) => folderSubjects(ports.imap, login, pw.get(login)!);
     const submit = (login: string) => nodemailer.createTransport({ host: '127.0.0.1', port: ports.submission, secure: false, ignoreTLS: true, auth: { user: login, pass: pw.get(login)! } });
 
@@ -83,16 +75,14 @@ for (const dialect of DIALECTS) {
       ports = { smtp, submission, imap };
       t = await startTestPlatform(dialect, { config: { dataplaneRoot: work.path } });
       sink = await startSink();
-      const srv = await t.ok('POST', '/api/v1/mail-servers', { name: 'dp-limits', lmtpEndpoint: `127.0.0.1:${lmtp}`, imapEndpoint: `127.0.0.1:${imap}`, mailRoot: join(work.path, 'mail') });
-      await t.ok('POST', `/api/v1/mail-servers/${srv.id}/stores`, { name: 'dp-limits-store', capacityBytes: 2 ** 50 });
-      await t.ok('POST', `/api/v1/mail-servers/${srv.id}/stores`, { name: 'dp-limits-public', purpose: 'public_folder', capacityBytes: 2 ** 50 });
+      await registerMailServer(t, 'dp-limits', join(work.path, 'mail'), { lmtp, imap });
       solo = await setupMailOrg(t, 'lim', { defaultStores: false });
       duo = await setupMailOrg(t, 'limorg', { defaultStores: false, orgPlan: { maxMessagesPerHour: 3, maxRecipientsPerDay: 1000 } });
-      await person(solo, 'ann', { maxMessagesPerHour: 2 });
-      await person(solo, 'bob', { maxRecipientsPerDay: 3 });
-      rcpt = await person(solo, 'carl');
-      await person(duo, 'dan');
-      await person(duo, 'eve');
+      await who.person(t, solo, 'ann', { maxMessagesPerHour: 2 });
+      await who.person(t, solo, 'bob', { maxRecipientsPerDay: 3 });
+      rcpt = await who.person(t, solo, 'carl');
+      await who.person(t, duo, 'dan');
+      await who.person(t, duo, 'eve');
       const usage = doveadmUsage(dataplaneDovecotConfigs(work.path));
       const db = t.platform.store.db;
       policy = await startPolicyService({ db, host: '127.0.0.1', port: policyPort, usage, now: () => clock, registry });
@@ -145,7 +135,7 @@ for (const dialect of DIALECTS) {
       const evs = (await events(solo)).filter((e: any) => e.login === ann);
       assert.equal(evs.length, 1, JSON.stringify(evs));
       assert.equal(evs[0].event, 'sending_limit_reached');
-      assert.equal(evs[0].mailboxId, ids.get(ann));
+      assert.equal(evs[0].mailboxId, id(ann));
       assert.deepEqual(evs[0].data, { scope: 'mailbox', limit: 'messagesPerHour', max: 2, count: 2 });
       assert.ok(await metric('scope="mailbox",limit="messagesPerHour"') >= 3, 'each refusal is counted in /metrics');
       // the first message leaves the window 60-61 minutes after it was sent: at +61 min one more goes through
@@ -208,7 +198,7 @@ for (const dialect of DIALECTS) {
       assert.equal(evs.length, 1, 'one event for the organization in this window, whichever mailbox hit it');
       assert.equal(evs[0].event, 'sending_limit_reached');
       assert.deepEqual(evs[0].data, { scope: 'organization', limit: 'messagesPerHour', max: 3, count: 3 });
-      assert.ok([ids.get(dan), ids.get(eve)].includes(evs[0].mailboxId));
+      assert.ok([id(dan), id(eve)].includes(evs[0].mailboxId));
       // the other organization's mailboxes are not held back by it
       assert.deepEqual((await send(`carl@${solo.domainName}`, [`dan@${duo.domainName}`])).accepted, [`dan@${duo.domainName}`]);
       clock = start + 61 * MINUTE;
@@ -266,8 +256,8 @@ for (const dialect of DIALECTS) {
       assert.equal((await t.call('GET', `${solo.orgUrl}/mail-events`, { token: userToken.token })).statusCode, 404);
       // filters
       const ann = `ann@${solo.domainName}`;
-      const mine = await t.ok('GET', `${solo.orgUrl}/mail-events?mailbox=${ids.get(ann)}`, undefined, solo.orgAdmin);
-      assert.ok(mine.items.length >= 1 && mine.items.every((e: any) => e.mailboxId === ids.get(ann)));
+      const mine = await t.ok('GET', `${solo.orgUrl}/mail-events?mailbox=${id(ann)}`, undefined, solo.orgAdmin);
+      assert.ok(mine.items.length >= 1 && mine.items.every((e: any) => e.mailboxId === id(ann)));
       assert.equal((await t.ok('GET', `${solo.orgUrl}/mail-events?event=nothing_like_this`, undefined, solo.orgAdmin)).items.length, 0);
       const bad = await t.call('GET', `${solo.orgUrl}/mail-events?mailbox=not-an-id`, { token: solo.orgAdmin });
       assert.equal(bad.statusCode, 400, bad.body);
