@@ -76,7 +76,7 @@ for (const dialect of DIALECTS) {
       const code = await main(['dataplane', 'render', '--server', 'dp-1', '--out', dir, '--smtp-port', String(smtpPort), '--plaintext-auth', '--mail-uid', '5000'], io);
       assert.equal(code, 0, io.errors());
       const mainCf = readFileSync(join(dir, 'postfix/etc/main.cf'), 'utf8');
-      assert.match(mainCf, dialect === 'sqlite' ? /virtual_mailbox_maps = sqlite:/ : /virtual_mailbox_maps = pgsql:/);
+      assert.match(mainCf, dialect === 'sqlite' ? /virtual_mailbox_maps = sqlite:/ : /virtual_mailbox_maps = proxy:pgsql:/);
       const started = await up(dir);
       assert.equal(started.alreadyUp, false);
       assert.deepEqual([...started.ports].sort(), [smtpPort, lmtpPort, imapPort].sort());

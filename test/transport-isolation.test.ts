@@ -331,15 +331,29 @@ for (const dialect of DIALECTS) {
       // ---- send ----
       const t0 = Date.now();
       const errors: string[] = [];
+      const retried: string[] = [];
       await pool(sends.length, CONCURRENCY, async (n) => {
         const s = sends[n]!;
-        try {
-          await smtp(s.kind === 'submission' ? ports.submission : ports.smtp, s, raw(s));
-        } catch (e) {
-          errors.push(`${s.tag} ${s.kind} from ${s.from} to ${s.to.join(',')}: ${(e as Error).message}`);
+        // a temporary refusal of the whole transaction (4xx, nothing accepted) is retried, as any SMTP client does;
+        // a partial or permanent refusal is an error
+        for (let attempt = 1; ; attempt++) {
+          try {
+            await smtp(s.kind === 'submission' ? ports.submission : ports.smtp, s, raw(s));
+            break;
+          } catch (e) {
+            const msg = (e as Error).message;
+            if (attempt < 6 && /^(Message failed|Can't send mail - all recipients were rejected|Invalid login): 4\d\d /.test(msg)) {
+              retried.push(`${s.tag}: ${msg}`);
+              await sleep(500 * attempt);
+              continue;
+            }
+            errors.push(`${s.tag} ${s.kind} from ${s.from} to ${s.to.join(',')}: ${msg}`);
+            break;
+          }
         }
       });
       timings.sendMs = Date.now() - t0;
+      if (retried.length > 0) tc.diagnostic(`${retried.length} temporary refusals retried, e.g. ${retried[0]}`);
       assert.deepEqual(errors.slice(0, 10), [], `seed ${SEED}: ${errors.length} sends failed`);
 
       // ---- wait until Postfix's queue is empty, the agent idle and no auto-reply under way, twice running ----
