@@ -148,15 +148,18 @@ function staticPostfix(etc: string, keys: string[], out: Record<string, string>)
   const done: Array<{ replaced: string; by: string; entries: number }> = [];
   const texts = Object.fromEntries(['main.cf', 'master.cf'].map((f) => [f, readFileSync(join(etc, f), 'utf8')]));
   const refs = new Set<string>();
-  for (const text of Object.values(texts)) for (const m of text.matchAll(/\b(?:sqlite|pgsql|mysql):(\/[^\s,]+)/g)) refs.add(m[0]);
+  // a whole pipemap:{…} is one table, and so is proxy:pgsql:… (the static variant reads its hash file directly)
+  const tableRef = /\bpipemap:\{[^}]*\}|(?:\bproxy:)?\b(?:sqlite|pgsql|mysql):\/[^\s,}]+/g;
+  for (const text of Object.values(texts)) for (const m of text.matchAll(tableRef)) refs.add(m[0]);
   for (const ref of refs) {
-    const q = spawnSync('postmap', ['-c', etc, '-q', '-', ref], { input: `${keys.join('\n')}\n`, encoding: 'utf8' });
+    // probed without proxy: (Postfix is not running yet; proxymap answers what the table itself does)
+    const q = spawnSync('postmap', ['-c', etc, '-q', '-', ref.replace(/\bproxy:/g, '')], { input: `${keys.join('\n')}\n`, encoding: 'utf8' });
     if (q.error || (q.status !== 0 && q.status !== 1) || /fatal|error/i.test(q.stderr)) throw new Error(`postmap -q - ${ref}: ${q.error?.message ?? q.stderr}`);
     const lines = q.stdout.split('\n').filter(Boolean).map((l) => {
       const tab = l.indexOf('\t');
       return `${l.slice(0, tab)} ${l.slice(tab + 1)}`;
     });
-    const file = join(etc, `static-${basename(ref.slice(ref.indexOf(':') + 1), '.cf')}`);
+    const file = join(etc, `static-${basename(tablePath(ref), '.cf')}`);
     writeFileSync(file, lines.length ? `${lines.join('\n')}\n` : '');
     execFileSync('postmap', ['-c', etc, `hash:${file}`]);
     for (const f of Object.keys(texts)) texts[f] = texts[f]!.split(ref).join(`hash:${file}`);
@@ -164,6 +167,12 @@ function staticPostfix(etc: string, keys: string[], out: Record<string, string>)
   }
   for (const [f, text] of Object.entries(texts)) out[join(etc, f)] = text;
   return done;
+}
+
+/** The file of a table reference; for a pipemap, its last table's (the one that answers). */
+function tablePath(ref: string): string {
+  const last = ref.startsWith('pipemap:') ? ref.slice(ref.lastIndexOf(',') + 1, -1).trim() : ref;
+  return last.slice(last.lastIndexOf(':') + 1);
 }
 
 /** `key = value` settings of a Dovecot sql args file. */
@@ -216,7 +225,7 @@ async function staticDovecot(db: Db, conf: string, keys: string[], out: Record<s
     return [`${k}=${String(v)}`];
   };
   const entries: Record<string, number> = {};
-  for (const b of blocks) {
+  for (const [i, b] of blocks.entries()) {
     const kind = b[1] as 'passdb' | 'userdb';
     const argsFile = /^\s*args\s*=\s*(\S+)\s*$/m.exec(b[2]!)?.[1];
     if (!argsFile) throw new Error(`a ${kind} sql block without args in ${conf}`);
@@ -237,13 +246,14 @@ async function staticDovecot(db: Db, conf: string, keys: string[], out: Record<s
         lines.push(`${name}::${String(row.uid)}:${String(row.gid)}::${String(row.home)}::${extra.join(' ')}`);
       }
     }
-    const file = join(dir, `static-${kind}.passwd`);
+    // one file per block: the mailbox userdb and the public-folder userdb are two blocks of one kind
+    const file = join(dir, `static-${kind}-${i}.passwd`);
     writeFileSync(file, `${lines.join('\n')}\n`, { mode: 0o640 });
     chmodSync(file, 0o640);
     chownSync(file, 0, dovecotGid); // the auth process runs as dovecot
     const scheme = kind === 'passdb' && s.default_pass_scheme ? `scheme=${s.default_pass_scheme} ` : '';
     text = text.replace(b[0], `${kind} {\n  driver = passwd-file\n  args = ${scheme}username_format=%Lu ${file}\n}\n`);
-    entries[kind] = lines.length;
+    entries[kind] = (entries[kind] ?? 0) + lines.length;
   }
   out[conf] = text;
   return { passdbEntries: entries.passdb ?? 0, userdbEntries: entries.userdb ?? 0, passdbService: STATIC_SERVICE, droppedFields: [...dropped] };
@@ -283,7 +293,8 @@ function mapLookupCost(w: World) {
   const probe = (ref: string, n: number) => {
     const ks = Array.from({ length: n }, (_, i) => w.keys[i % w.keys.length]!);
     const t0 = performance.now();
-    const q = spawnSync('postmap', ['-c', etc, '-q', '-', ref], { input: `${ks.join('\n')}\n`, stdio: ['pipe', 'ignore', 'pipe'], encoding: 'utf8' });
+    // probed without proxy: (Postfix is not running yet; proxymap answers what the table itself does)
+    const q = spawnSync('postmap', ['-c', etc, '-q', '-', ref.replace(/\bproxy:/g, '')], { input: `${ks.join('\n')}\n`, stdio: ['pipe', 'ignore', 'pipe'], encoding: 'utf8' });
     if (q.error || (q.status !== 0 && q.status !== 1) || /fatal|error/i.test(q.stderr)) throw new Error(`postmap -q - ${ref}: ${q.error?.message ?? q.stderr}`);
     return performance.now() - t0;
   };
@@ -299,7 +310,7 @@ function mapLookupCost(w: World) {
   const maps = w.staticTables.postfix.map((p) => {
     const sqlCost = perLookupUs(p.replaced);
     const hashCost = perLookupUs(p.by);
-    return { map: basename(p.replaced.slice(p.replaced.indexOf(':') + 1)), sqlUs: sqlCost.us, hashUs: hashCost.us, probes: { sql: sqlCost.n, hash: hashCost.n } };
+    return { map: basename(tablePath(p.replaced)), sqlUs: sqlCost.us, hashUs: hashCost.us, probes: { sql: sqlCost.n, hash: hashCost.n } };
   });
   progress(`  per-lookup µs (sql/hash): ${maps.map((m) => `${m.map} ${m.sqlUs}/${m.hashUs}`).join(', ')}`);
   return { maps };

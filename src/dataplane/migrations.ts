@@ -1,5 +1,6 @@
 import type { Migration } from '../store/migrate.js';
 import { runDdl } from '../store/migrate.js';
+import { sql } from 'kysely';
 
 /**
  * The data plane's lookup contract: views that Postfix (sqlite:/pgsql: maps) and Dovecot (passdb/userdb
@@ -324,7 +325,62 @@ export const dataplaneMigrations: Migration[] = [
       `);
     },
   },
+  /**
+   * Key-first lookups. SQLite plans without statistics, and for `… FROM dp_virtual_aliases WHERE address = ?`
+   * it started at `mailboxes` by the index on `state` (every active mailbox of the platform, then each one's
+   * addresses): a lookup cost grew with the platform, not with its answer. On SQLite every inner JOIN of the
+   * dp_* views becomes CROSS JOIN, which SQLite's planner never reorders (same rows: CROSS JOIN … ON is an
+   * inner join there), so each lookup starts at the table the view names first, and every view names first
+   * the table its key is unique in (addresses.address, users.login, accepted_domains.name). The view texts
+   * are read back from sqlite_master, so this stays one rule, not a second copy of the views.
+   * PostgreSQL has statistics and plans by cost; there the lookup functions keep one generic plan
+   * (plan_cache_mode) instead of planning the nested views anew for each key (custom plans, measured 1.7 ms
+   * per alias lookup).
+   */
+  {
+    id: '0021_dataplane_key_first',
+    async up(db, dialect) {
+      if (dialect === 'sqlite') {
+        const views = await sql<{ name: string; sql: string }>`SELECT name, sql FROM sqlite_master WHERE type = 'view' AND substr(name, 1, 3) = 'dp_' ORDER BY name`.execute(db);
+        for (const v of views.rows) {
+          const text = keyFirst(v.sql);
+          if (text === v.sql) continue;
+          await sql.raw(`DROP VIEW ${v.name}`).execute(db);
+          await sql.raw(text).execute(db);
+        }
+        return;
+      }
+      const fns = await sql<{ sig: string }>`SELECT p.oid::regprocedure::text AS sig FROM pg_proc p WHERE p.pronamespace = current_schema()::regnamespace AND substr(p.proname, 1, 6) IN ('dp_pf_', 'dp_dv_')`.execute(db);
+      for (const f of fns.rows) await sql.raw(`ALTER FUNCTION ${f.sig} SET plan_cache_mode = force_generic_plan`).execute(db);
+      // the alias lookup answers nothing for most keys (a plain mailbox's address): its gate says so first
+      const local = "regexp_replace(k, '@[^@]*$', '')";
+      const domain = "substring(k from '@([^@]*)$')";
+      await runDdl(db, dialect, `
+        CREATE OR REPLACE FUNCTION dp_pf_alias(k text) RETURNS SETOF text LANGUAGE plpgsql STABLE SET plan_cache_mode = force_generic_plan AS $$ DECLARE l text := ${local}; d text := ${domain}; BEGIN IF NOT EXISTS (${aliasGateSql('k', 'd')}) THEN RETURN; END IF; RETURN QUERY SELECT v.destination::text FROM dp_virtual_aliases v WHERE v.address = k; IF d IS NOT NULL THEN RETURN QUERY SELECT l || '@' || t.name FROM accepted_domains a JOIN accepted_domains t ON t.domain_id = a.alias_of JOIN dp_live_orgs o ON o.id = a.org_id WHERE a.name = d AND t.org_id = a.org_id AND (EXISTS (SELECT 1 FROM dp_mailbox_addresses x WHERE x.address = l || '@' || t.name) OR EXISTS (SELECT 1 FROM dp_virtual_aliases y WHERE y.address = l || '@' || t.name)); END IF; END $$
+      `);
+    },
+  },
 ];
+
+/**
+ * The alias lookup's gate: `key` where an alias answer for it is possible (the address of a group or of a
+ * forwarding mailbox, or any address on a domain alias, `domain` being the key's domain), else no row.
+ * Cheap where the alias query is not: most keys are plain mailboxes' addresses, which no alias answers.
+ */
+export function aliasGateSql(key: string, domain: string): string {
+  return `SELECT ${key} FROM addresses ka WHERE ka.address = ${key} AND (ka.recipient_kind = 'group' `
+    + 'OR EXISTS (SELECT 1 FROM mailboxes km WHERE km.id = ka.recipient_id AND km.forward_to IS NOT NULL)) '
+    + `UNION ALL SELECT ${key} FROM accepted_domains kd WHERE kd.name = ${domain} AND kd.alias_of IS NOT NULL`;
+}
+
+/**
+ * A view's text with every inner JOIN made a CROSS JOIN (SQLite: the planner keeps the written order).
+ * LEFT JOINs stay; so do recursive views, whose recursion SQLite drives itself.
+ */
+export function keyFirst(viewSql: string): string {
+  if (/\bWITH\s+RECURSIVE\b/i.test(viewSql)) return viewSql;
+  return viewSql.replace(/(?<!\b(?:LEFT|CROSS|INNER)\s+)\bJOIN\b/g, 'CROSS JOIN');
+}
 
 /**
  * A user's public-folder identity for Dovecot's login (the passdb that only adds fields): login, org_id and
