@@ -176,6 +176,20 @@ for (const dialect of DIALECTS) {
         assert.ok(rows.length >= 10);
         for (const r of rows) assert.match(String(r.config), /plan_cache_mode=force_generic_plan/, String(r.name));
       });
+
+      test('Dovecot\'s userdb function answers what dp_userdb answers, for logins, addresses and unknown names', async () => {
+        const lit = (v: string) => `'${v.replace(/'/g, "''")}'`;
+        let found = 0;
+        for (const name of keys) {
+          for (const srv of [server.id, 'srv_elsewhere']) {
+            const fn = await run(`SELECT home, quota_bytes::text AS q, quota_warning FROM dp_dv_userdb(${lit(name)}, ${lit(srv)})`);
+            const view = await run(`SELECT home, quota_bytes::text AS q, quota_warning FROM dp_userdb WHERE name = ${lit(name)} AND server_id = ${lit(srv)}`);
+            assert.deepEqual(fn, view, `${name} on ${srv}`);
+            found += fn.length;
+          }
+        }
+        assert.ok(found >= 4, `only ${found} names resolved`);
+      });
     }
   });
 }

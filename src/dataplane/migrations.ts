@@ -352,6 +352,15 @@ export const dataplaneMigrations: Migration[] = [
       }
       const fns = await sql<{ sig: string }>`SELECT p.oid::regprocedure::text AS sig FROM pg_proc p WHERE p.pronamespace = current_schema()::regnamespace AND substr(p.proname, 1, 6) IN ('dp_pf_', 'dp_dv_')`.execute(db);
       for (const f of fns.rows) await sql.raw(`ALTER FUNCTION ${f.sig} SET plan_cache_mode = force_generic_plan`).execute(db);
+      // Dovecot's userdb: the three ways a name reaches a mailbox of dp_userdb (login, address, old server
+      // during a move), one at a time and in that order, instead of the whole UNION for every lookup (measured
+      // 0.49 ms a call under load, three times any other lookup; LMTP and quota-status ask it for every
+      // recipient). The branches are dp_userdb's (0012); test/dataplane-lookups.test.ts holds them equal.
+      const home = (store: string) => `v.mail_root || '/' || ${store} || '/' || m.org_id || '/' || m.id`;
+      const warning = (name: string) => `CASE WHEN m.issue_warning_quota > 0 AND m.issue_warning_quota < m.prohibit_send_receive_quota THEN 'bytes=' || m.issue_warning_quota || ' quota-warning ' || ${name} || ' ' || m.issue_warning_quota END`;
+      await runDdl(db, dialect, `
+        CREATE OR REPLACE FUNCTION dp_dv_userdb(name_ text, server_ text) RETURNS TABLE (home text, quota_bytes bigint, quota_warning text) LANGUAGE plpgsql STABLE SET plan_cache_mode = force_generic_plan AS $$ BEGIN RETURN QUERY SELECT (${home('m.store_id')})::text, m.prohibit_send_receive_quota::bigint, (${warning('u.login')})::text FROM users u JOIN mailboxes m ON m.user_id = u.id JOIN dp_live_orgs o ON o.id = m.org_id JOIN mailstores s ON s.id = m.store_id JOIN mail_servers v ON v.id = s.server_id WHERE u.login = name_ AND s.server_id = server_ AND u.enabled = 1 AND u.state = 'active' AND u.org_id = m.org_id AND m.kind = 'user' AND m.state = 'active' AND m.enabled = 1; IF FOUND THEN RETURN; END IF; RETURN QUERY SELECT (${home('m.store_id')})::text, m.prohibit_send_receive_quota::bigint, (${warning('x.address')})::text FROM dp_mailbox_addresses x JOIN mailboxes m ON m.id = x.mailbox_id JOIN mail_servers v ON v.id = x.server_id WHERE x.address = name_ AND x.server_id = server_; IF FOUND THEN RETURN; END IF; RETURN QUERY SELECT (${home('m.moving_from')})::text, m.prohibit_send_receive_quota::bigint, NULL::text FROM dp_mailbox_addresses x JOIN mailboxes m ON m.id = x.mailbox_id JOIN mailstores os ON os.id = m.moving_from JOIN mail_servers v ON v.id = os.server_id WHERE x.address = name_ AND os.server_id = server_ AND os.server_id <> x.server_id; END $$
+      `);
       // the alias lookup answers nothing for most keys (a plain mailbox's address): its gate says so first
       const local = "regexp_replace(k, '@[^@]*$', '')";
       const domain = "substring(k from '@([^@]*)$')";
