@@ -41,7 +41,12 @@ const SESSIONS = Number(opt.sessions);
 const WARMUP = Number(opt.warmup);
 const ROUNDS = Number(opt.rounds);
 
-type Variant = 'direct' | 'agent';
+/**
+ * direct: no content filter. agent: HMC's agent as the after-queue filter. loop: the same filter transport
+ * pointed straight at the reinjection listener, no agent: the second queue pass every after-queue filter costs,
+ * so loop/direct is the ceiling for any after-queue filter on this machine and agent/loop the agent's own share.
+ */
+type Variant = 'direct' | 'agent' | 'loop';
 
 /** Postfix's per-message delays (ms) from its log: delivered over LMTP, and to the agent (keyed by the handed-back queue id). */
 function delays(log: string): { lmtp: Map<string, number>; agent: Map<string, number>; deferred: number } {
@@ -106,16 +111,18 @@ async function benchDatabase(dialect: Dialect) {
     const [mxPort, submissionPort, reinjectPort, replyPort] = (await freePorts(4)) as [number, number, number, number];
     // master.cf without the agent (paths in it do not depend on the directory), then the real render with it
     await renderDataplane(t.platform.store.db, 'tp-bench', { outDir: join(work, 'direct'), database, smtpPort, plaintextAuth: true });
-    const masters: Record<Variant, string> = { direct: readFileSync(join(work, 'direct', 'postfix', 'etc', 'master.cf'), 'utf8'), agent: '' };
+    const masters: Record<Variant, string> = { direct: readFileSync(join(work, 'direct', 'postfix', 'etc', 'master.cf'), 'utf8'), agent: '', loop: '' };
     manifest = await renderDataplane(t.platform.store.db, 'tp-bench', {
       outDir: join(work, 'dp'), database, smtpPort, plaintextAuth: true, transportAgent: { mxPort, submissionPort, reinjectPort, replyPort },
     });
     masters.agent = readFileSync(join(manifest.postfixConfigDir, 'master.cf'), 'utf8');
+    masters.loop = masters.agent.replace(/content_filter=hmc-agent:(\S+):\d+$/gm, `content_filter=hmc-agent:$1:${reinjectPort}`);
+    if (masters.loop === masters.agent) throw new Error('no content_filter=hmc-agent in the rendered master.cf');
     await up(manifest.dir);
     await t.platform.startTransport([manifest]);
     const runs: Awaited<ReturnType<typeof run>>[] = [];
     for (let r = 0; r < ROUNDS; r++) {
-      for (const v of (r % 2 === 0 ? ['direct', 'agent'] : ['agent', 'direct']) as Variant[]) {
+      for (const v of (r % 2 === 0 ? ['direct', 'agent', 'loop'] : ['loop', 'agent', 'direct']) as Variant[]) {
         writeFileSync(join(manifest.postfixConfigDir, 'master.cf'), masters[v]);
         await reloadPostfix(manifest.dir);
         runs.push(await run(manifest, mailboxes, smtpPort, v, r + 1));
@@ -129,11 +136,15 @@ async function benchDatabase(dialect: Dialect) {
     };
     const direct = total('direct');
     const agent = total('agent');
+    const loop = total('loop');
     const ratio = round(agent.msgsPerSec / direct.msgsPerSec, 3);
+    const ceiling = round(loop.msgsPerSec / direct.msgsPerSec, 3);
+    const agentShare = round(agent.msgsPerSec / loop.msgsPerSec, 3);
     const p = (v: Variant, k: 'p50' | 'p99') => round(runs.filter((x) => x.variant === v).reduce((a, x) => a + (x.latencyMs as any)[k], 0) / ROUNDS, 1);
     const added = { p50Ms: round(p('agent', 'p50') - p('direct', 'p50'), 1), p99Ms: round(p('agent', 'p99') - p('direct', 'p99'), 1) };
     progress(`  throughput ratio agent/direct = ${ratio} (agent ${agent.msgsPerSec} msg/s, direct ${direct.msgsPerSec} msg/s); added latency p50 ${added.p50Ms} ms, p99 ${added.p99Ms} ms`);
-    return { throughput: { ratio, target: 0.9, met: ratio >= 0.9, agent, direct }, addedLatency: added, runs };
+    progress(`  after-queue ceiling loop/direct = ${ceiling} (loop ${loop.msgsPerSec} msg/s); agent/loop = ${agentShare}`);
+    return { throughput: { ratio, target: 0.9, met: ratio >= 0.9, agent, direct, loop, afterQueueCeiling: ceiling, agentOverLoop: agentShare }, addedLatency: added, runs };
   } finally {
     try {
       if (manifest) await down(manifest.dir);
