@@ -2,8 +2,8 @@ import { Readable } from 'node:stream';
 import pino, { type Logger } from 'pino';
 import { Counter, Histogram, Registry } from 'prom-client';
 import { SMTPServer, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
-import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import type { Db } from '../store/db.js';
+import { SmtpPool, type Endpoint, type SendResult } from './smtp-pool.js';
 import type { DomainCache } from './domain-cache.js';
 import { field, joinFields, parseFields, splitHead, withHead, type HeaderField } from './message-head.js';
 import { checkStamp, makeStamp, STAMP_FIELD, STAMP_HEADER } from './stamp.js';
@@ -34,10 +34,7 @@ import { activeAt, automatedReason, chooseReply, claimReply, composeReply, isKno
  * out (auto-replies.ts) and sent — an auto-reply is best effort, the message is not.
  */
 
-export interface Endpoint {
-  host: string;
-  port: number;
-}
+export type { Endpoint } from './smtp-pool.js';
 
 export type AgentInput = 'mx' | 'submission';
 
@@ -72,35 +69,6 @@ export interface AgentStatus {
   replies: number;
 }
 
-interface SendResult {
-  accepted: string[];
-  rejected: string[];
-  response: string;
-}
-
-/** One SMTP transaction to a Postfix listener; resolves when Postfix answered the end of data. */
-function smtpSend(to: Endpoint, name: string, envelope: { from: string; to: string[] }, message: Readable | Buffer): Promise<SendResult> {
-  return new Promise((resolve, reject) => {
-    const c = new SMTPConnection({ host: to.host, port: to.port, ignoreTLS: true, name, connectionTimeout: 10_000, greetingTimeout: 10_000, socketTimeout: 120_000 });
-    let settled = false;
-    const fail = (e: Error) => {
-      if (settled) return;
-      settled = true;
-      c.close();
-      reject(e);
-    };
-    c.once('error', fail);
-    c.connect(() => {
-      c.send({ ...envelope, use8BitMime: true } as SMTPConnection.Envelope, message, (err, info) => {
-        if (err) return fail(err);
-        settled = true;
-        c.quit();
-        resolve({ accepted: (info.accepted ?? []).map(String), rejected: (info.rejected ?? []).map(String), response: String(info.response ?? '') });
-      });
-    });
-  });
-}
-
 /** An SMTP error answer for smtp-server (Postfix retries a 4xx later, keeping the message queued). */
 function smtpError(code: number, text: string): Error & { responseCode: number } {
   return Object.assign(new Error(text), { responseCode: code });
@@ -123,8 +91,14 @@ export class TransportAgent {
     skipped: Counter<'reason'>;
   };
 
+  /** Connections to the reinjection and reply listeners, kept open between messages. */
+  private readonly reinjectPool: SmtpPool;
+  private readonly replyPool: SmtpPool;
+
   constructor(opts: TransportAgentOptions) {
     this.o = opts;
+    this.reinjectPool = new SmtpPool(opts.reinject, opts.hostname);
+    this.replyPool = new SmtpPool(opts.reply, opts.hostname, { maxIdle: 2 });
     this.log = opts.log ?? pino({ level: 'silent' });
     this.now = opts.now ?? Date.now;
     const registry = opts.registry ?? new Registry();
@@ -201,6 +175,8 @@ export class TransportAgent {
     this.servers = [];
     await Promise.all(servers.map((s) => new Promise<void>((r) => s.server.close(() => r()))));
     await Promise.allSettled([...this.pendingReplies]);
+    this.reinjectPool.close();
+    this.replyPool.close();
   }
 
   /** Hand one message back to Postfix; resolves to Postfix's answer (e.g. `250 2.0.0 Ok: queued as 4Xyz`). */
@@ -236,7 +212,7 @@ export class TransportAgent {
       if (stream.sizeExceeded) throw smtpError(552, '5.3.4 Message too big');
       let r: SendResult;
       try {
-        r = await smtpSend(this.o.reinject, this.o.hostname, { from: sender, to: recipients }, Readable.from(out));
+        r = await this.reinjectPool.send({ from: sender, to: recipients }, Readable.from(out));
       } catch (e) {
         this.log.warn({ err: e, input }, 'reinjection failed; Postfix keeps the message and retries');
         throw smtpError(451, '4.3.0 Transport agent could not hand the message back, try again later');
@@ -297,7 +273,7 @@ export class TransportAgent {
     }
     try {
       const message = await composeReply(s, choice, sender, fields, this.o.hostname);
-      await smtpSend(this.o.reply, this.o.hostname, { from: '', to: [sender] }, message);
+      await this.replyPool.send({ from: '', to: [sender] }, message);
       this.counts.replies++;
       this.m.replies.inc({ kind: choice.kind, outcome: 'sent' });
       this.log.info({ mailboxId: s.mailboxId, kind: choice.kind, input }, 'auto-reply sent');

@@ -1,0 +1,165 @@
+import type { Readable } from 'node:stream';
+import SMTPConnection from 'nodemailer/lib/smtp-connection';
+
+/** Where a Postfix listener is. */
+export interface Endpoint {
+  host: string;
+  port: number;
+}
+
+export interface SendResult {
+  accepted: string[];
+  rejected: string[];
+  response: string;
+}
+
+export interface SmtpPoolOptions {
+  /** Connections kept open between messages (each holds one of the listener's smtpd processes). */
+  maxIdle?: number;
+  /** Transactions per connection before it is closed (Postfix's smtpd serves ~100 clients a process). */
+  maxUses?: number;
+  /** An idle connection older than this is closed rather than reused (ms). */
+  idleMs?: number;
+}
+
+interface Conn {
+  c: SMTPConnection;
+  uses: number;
+  idleSince: number;
+  dead: boolean;
+  /** The transaction under way, told when the connection fails under it. */
+  onFail: ((e: Error) => void) | null;
+}
+
+/**
+ * SMTP transactions to one Postfix listener over connections that are kept open and reused: the transport
+ * agent hands every message back to Postfix, and a connection per message cost a connect, a greeting, EHLO
+ * and QUIT on both sides each time. A connection that fails or is closed by Postfix (timeout, reload, stop) is
+ * dropped, never reused; a transaction that fails on it fails (the agent answers 4xx and Postfix retries).
+ * Connections in use are not capped: the listener's process limit and Postfix's own concurrency are.
+ */
+export class SmtpPool {
+  private idle: Conn[] = [];
+  private readonly maxIdle: number;
+  private readonly maxUses: number;
+  private readonly idleMs: number;
+  private sweeper: NodeJS.Timeout;
+  private closed = false;
+
+  constructor(private readonly to: Endpoint, private readonly name: string, o: SmtpPoolOptions = {}) {
+    this.maxIdle = o.maxIdle ?? 8;
+    this.maxUses = o.maxUses ?? 100;
+    this.idleMs = o.idleMs ?? 5000;
+    this.sweeper = setInterval(() => this.sweep(), Math.max(250, this.idleMs / 2));
+    this.sweeper.unref();
+  }
+
+  /** Connections open and waiting (for metrics and tests). */
+  get idleCount(): number {
+    return this.idle.length;
+  }
+
+  /** One transaction; resolves when Postfix answered the end of data. */
+  async send(envelope: { from: string; to: string[] }, message: Readable | Buffer): Promise<SendResult> {
+    const conn = this.take() ?? (await this.open());
+    return new Promise<SendResult>((resolve, reject) => {
+      let settled = false;
+      conn.onFail = (e) => {
+        if (settled) return;
+        settled = true;
+        this.discard(conn);
+        reject(e);
+      };
+      conn.c.send({ ...envelope, use8BitMime: true } as SMTPConnection.Envelope, message, (err, info) => {
+        if (settled) return;
+        if (err) {
+          conn.onFail?.(err);
+          return;
+        }
+        settled = true;
+        conn.onFail = null;
+        conn.uses++;
+        this.release(conn);
+        resolve({ accepted: (info.accepted ?? []).map(String), rejected: (info.rejected ?? []).map(String), response: String(info.response ?? '') });
+      });
+    });
+  }
+
+  /** Close every idle connection; later sends open new ones unless closed for good. */
+  close(): void {
+    this.closed = true;
+    clearInterval(this.sweeper);
+    for (const conn of this.idle.splice(0)) this.quit(conn);
+  }
+
+  private take(): Conn | null {
+    const now = Date.now();
+    while (this.idle.length > 0) {
+      const conn = this.idle.pop()!;
+      if (!conn.dead && now - conn.idleSince < this.idleMs) return conn;
+      this.quit(conn);
+    }
+    return null;
+  }
+
+  private open(): Promise<Conn> {
+    return new Promise((resolve, reject) => {
+      const c = new SMTPConnection({ host: this.to.host, port: this.to.port, ignoreTLS: true, name: this.name, connectionTimeout: 10_000, greetingTimeout: 10_000, socketTimeout: 120_000 });
+      const conn: Conn = { c, uses: 0, idleSince: 0, dead: false, onFail: null };
+      let connected = false;
+      const gone = (e: Error) => {
+        conn.dead = true;
+        this.idle = this.idle.filter((x) => x !== conn);
+        if (!connected) {
+          connected = true;
+          c.close();
+          reject(e);
+          return;
+        }
+        conn.onFail?.(e);
+      };
+      c.on('error', gone);
+      c.on('end', () => gone(new Error('the SMTP connection was closed')));
+      c.connect(() => {
+        connected = true;
+        resolve(conn);
+      });
+    });
+  }
+
+  private release(conn: Conn): void {
+    if (this.closed || conn.dead || conn.uses >= this.maxUses || this.idle.length >= this.maxIdle) {
+      this.quit(conn);
+      return;
+    }
+    conn.idleSince = Date.now();
+    this.idle.push(conn);
+  }
+
+  private sweep(): void {
+    const now = Date.now();
+    const keep: Conn[] = [];
+    for (const conn of this.idle) {
+      if (conn.dead || now - conn.idleSince >= this.idleMs) this.quit(conn);
+      else keep.push(conn);
+    }
+    this.idle = keep;
+  }
+
+  private discard(conn: Conn): void {
+    conn.dead = true;
+    conn.onFail = null;
+    this.idle = this.idle.filter((x) => x !== conn);
+    conn.c.close();
+  }
+
+  private quit(conn: Conn): void {
+    conn.dead = true;
+    conn.onFail = null;
+    try {
+      conn.c.quit();
+    } catch {
+      conn.c.close();
+    }
+  }
+}
