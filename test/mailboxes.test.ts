@@ -295,6 +295,14 @@ for (const dialect of DIALECTS) {
       assert.equal(f.externalForwarding, false);
       assertProblem(await t.call('PATCH', `${o.orgUrl}/mailboxes/${f.id}`, { token: o.orgAdmin, body: { forwarding: { to: `f@${o.domainName}`, mode: 'forward_only' } } }), 400, 'invalid_request');
       assertProblem(await t.call('PATCH', `${o.orgUrl}/mailboxes/${f.id}`, { token: o.orgAdmin, body: { forwarding: { to: 'x@elsewhere.example', mode: 'forward_only' } } }), 403, 'external_forwarding_not_allowed');
+      // an address on a domain alias of the organization is stored in its target's spelling (the data plane
+      // resolves forwarding by the stored address), so the alias spelling of the mailbox's own address is a loop
+      const aliasDomain = await t.ok('POST', `${o.orgUrl}/domains`, { name: `alias-${o.domainName}` }, o.orgAdmin);
+      await t.ok('PUT', `${o.orgUrl}/domains/${aliasDomain.id}/accepted`, { aliasOf: o.domainId }, o.orgAdmin);
+      const viaAlias = await t.ok('PATCH', `${o.orgUrl}/mailboxes/${f.id}`, { forwarding: { to: `Target@alias-${o.domainName}`, mode: 'forward_only' } }, o.orgAdmin);
+      assert.deepEqual(viaAlias.forwarding, { to: `target@${o.domainName}`, mode: 'forward_only' });
+      assertProblem(await t.call('PATCH', `${o.orgUrl}/mailboxes/${f.id}`, { token: o.orgAdmin, body: { forwarding: { to: `f@alias-${o.domainName}`, mode: 'forward_only' } } }), 400, 'invalid_request');
+      await t.ok('PATCH', `${o.orgUrl}/mailboxes/${f.id}`, { forwarding: { to: `target@${o.domainName}`, mode: 'deliver_and_forward' } }, o.orgAdmin);
       // another tenant on the platform is outside the organization too (the data plane would not forward there)
       const other = await setupMailOrg(t, `fwd-other-${Date.now().toString(36)}`);
       assertProblem(await t.call('PATCH', `${o.orgUrl}/mailboxes/${f.id}`, { token: o.orgAdmin, body: { forwarding: { to: `x@${other.domainName}`, mode: 'forward_only' } } }), 403, 'external_forwarding_not_allowed');

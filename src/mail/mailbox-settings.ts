@@ -92,7 +92,6 @@ export async function settleMailboxSettings(
 /** Where a mailbox row is charged now (for settleMailboxSettings' `was`). */
 export const placementOf = (row: any): Placement => ({ storeId: row.store_id ?? null, charged: Number(row.charged_bytes), counted: row.state === 'active' });
 
-/** True when `address` is on none of the platform's accepted domains: forwarding there leaves the platform. */
 /**
  * Whether forwarding to `address` leaves the organization: its domain is not one of the organization's accepted
  * domains. Another tenant on the same platform is as external as the internet (the data plane forwards outside the
@@ -101,6 +100,18 @@ export const placementOf = (row: any): Placement => ({ storeId: row.store_id ?? 
 export async function isExternal(tx: Db, address: string, orgId: string): Promise<boolean> {
   const domain = address.slice(address.lastIndexOf('@') + 1);
   return !(await tx.selectFrom('accepted_domains').select('domain_id').where('name', '=', domain).where('org_id', '=', orgId).executeTakeFirst());
+}
+
+/**
+ * An address of the organization written on one of its domain aliases, in its target domain's spelling
+ * (user@alias.example → user@example.com): the data plane resolves forwarding by the target's own address, as
+ * it is stored; any other address unchanged.
+ */
+async function canonicalAddress(tx: Db, address: string, orgId: string): Promise<string> {
+  const at = address.lastIndexOf('@');
+  const target = await tx.selectFrom('accepted_domains as a').innerJoin('accepted_domains as t', 't.domain_id', 'a.alias_of')
+    .select('t.name').where('a.name', '=', address.slice(at + 1)).where('a.org_id', '=', orgId).where('t.org_id', '=', orgId).executeTakeFirst();
+  return target ? `${address.slice(0, at)}@${String(target.name)}` : address;
 }
 
 /**
@@ -114,7 +125,7 @@ export async function forwardingColumns(
   opts: { externalAllowed: boolean; own: string[]; orgId: string },
 ): Promise<{ forward_to: string | null; forward_mode: string | null }> {
   if (!fwd) return { forward_to: null, forward_mode: null };
-  const to = normalizeAddress(fwd.to).address;
+  const to = await canonicalAddress(tx, normalizeAddress(fwd.to).address, opts.orgId);
   if (opts.own.includes(to)) throw Errors.invalidRequest(`${to} is an address of this mailbox; it cannot forward to itself`);
   if (!opts.externalAllowed && (await isExternal(tx, to, opts.orgId))) {
     throw Errors.externalForwardingNotAllowed(`${to} is outside the organization and the mailbox plan does not allow external forwarding`);
