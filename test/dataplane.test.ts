@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { execFileSync } from 'node:child_process';
 import nodemailer from 'nodemailer';
 import { ImapFlow } from 'imapflow';
 import { DIALECTS } from '../src/store/testing.js';
@@ -77,6 +78,9 @@ for (const dialect of DIALECTS) {
       assert.equal(code, 0, io.errors());
       const mainCf = readFileSync(join(dir, 'postfix/etc/main.cf'), 'utf8');
       assert.match(mainCf, dialect === 'sqlite' ? /virtual_mailbox_maps = sqlite:/ : /virtual_mailbox_maps = proxy:pgsql:/);
+      // relay domains match exactly: Postfix itself says subdomains are not relay_domains' business
+      const parents = execFileSync('postconf', ['-c', join(dir, 'postfix/etc'), '-h', 'parent_domain_matches_subdomains'], { encoding: 'utf8' });
+      assert.ok(!parents.split(/[\s,]+/).includes('relay_domains'), parents);
       const started = await up(dir);
       assert.equal(started.alreadyUp, false);
       assert.deepEqual([...started.ports].sort(), [smtpPort, lmtpPort, imapPort].sort());

@@ -365,6 +365,9 @@ virtual_mailbox_maps = ${mapRef('dp-virtual-mailboxes.cf')}, ${mapRef('dp-public
 virtual_alias_domains =
 virtual_alias_maps = ${pg ? mapRef('dp-virtual-aliases.cf') : `pipemap:{${mapRef('dp-virtual-alias-gate.cf')}, ${mapRef('dp-virtual-aliases.cf')}}`}
 relay_domains = ${mapRef('dp-relay-domains.cf')}
+# a relay domain is exactly an accepted relay domain, never its subdomains (Postfix's default also asks the
+# table for every parent domain of every remote address: a database lookup each)
+parent_domain_matches_subdomains = debug_peer_list,fast_flush_domains,mynetworks,permit_mx_backup_networks,qmqpd_authorized_clients,smtpd_access_maps
 relay_recipient_maps =
 ${relayhost ? `relayhost = ${relayhost}\n` : ''}message_size_limit = ${messageSizeLimit}
 mailbox_size_limit = 0
