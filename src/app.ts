@@ -215,6 +215,8 @@ export async function createPlatform(config: Config, opts: PlatformOptions = {})
   let policy: PolicyService | null = null;
   let agents: TransportAgent[] = [];
   let transportCache = domainCache;
+  /** Data planes whose agents run here (by directory). */
+  const served = new Set<string>();
   async function startTransport(manifests: Manifest[] = agentPlanes): Promise<TransportAgent[]> {
     if (manifests.length === 0) return [];
     if (!transportCache) {
@@ -225,7 +227,30 @@ export async function createPlatform(config: Config, opts: PlatformOptions = {})
     const started = await startAgents(manifests, { db: store.db, cache: transportCache, secret: loadTransportSecret(config),
       replyPeriodMs: config.autoReplyPeriodHours * 3600_000, log, registry: metrics.registry });
     agents = [...agents, ...started];
+    for (const m of manifests) served.add(m.dir);
     return started;
+  }
+  let discoverTimer: NodeJS.Timeout | null = null;
+  /** Under `hmc serve`: agents for data planes rendered under the root after the start, without a restart. */
+  function discoverAgents(root: string, everyMs: number): void {
+    let busy = false;
+    const unreadable = new Set<string>();
+    discoverTimer = setInterval(() => {
+      if (busy) return;
+      const fresh = agentDataplanes(root, (dir, e) => {
+        if (!unreadable.has(dir)) log.warn({ err: e, dir }, 'a data plane manifest could not be read; looking again later');
+        unreadable.add(dir);
+      }).filter((m) => !served.has(m.dir));
+      if (fresh.length === 0) return;
+      busy = true;
+      startTransport(fresh).then(
+        () => log.info({ servers: fresh.map((m) => m.server.name) }, 'transport agents started for new data planes'),
+        (e) => log.warn({ err: e, servers: fresh.map((m) => m.server.name) }, 'transport agents for new data planes could not start; trying again later'),
+      ).finally(() => {
+        busy = false;
+      });
+    }, everyMs);
+    discoverTimer.unref();
   }
   return {
     config, store, engine, homes, mailboxData, app, workers, log, registry: metrics.registry,
@@ -250,10 +275,13 @@ export async function createPlatform(config: Config, opts: PlatformOptions = {})
         policy = await startPolicyService({ db: store.db, ...policyAt, usage: doveadmUsage(dataplaneDovecotConfigs(config.dataplaneRoot)), log, registry: metrics.registry });
       }
       await startTransport();
+      if (config.dataplaneRoot && opts.transport !== false && config.transportDiscoverSeconds > 0) discoverAgents(config.dataplaneRoot, config.transportDiscoverSeconds * 1000);
       return url;
     },
     async close() {
       ready = false;
+      if (discoverTimer) clearInterval(discoverTimer);
+      discoverTimer = null;
       // the agents first: Postfix keeps what they have not handed back and sends it again
       await Promise.all(agents.map((a) => a.close()));
       agents = [];

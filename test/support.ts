@@ -33,7 +33,9 @@ export interface Tenant {
 export async function startTestPlatform(dialect: Dialect, opts: PlatformOptions & { config?: Partial<Config> } = {}): Promise<TestPlatform> {
   const tdb = await createTestDatabase(dialect);
   const config = configFromEnv({}, {
-    dataDir: tdb.dir, databaseUrl: tdb.url, filesRoot: join(tdb.dir, 'homes'), bcryptCost: 4, jobLeaseMs: 2000, logLevel: 'silent', ...opts.config,
+    dataDir: tdb.dir, databaseUrl: tdb.url, filesRoot: join(tdb.dir, 'homes'), bcryptCost: 4, jobLeaseMs: 2000, logLevel: 'silent',
+    // tests start the agents they need themselves; one that tests discovery turns it on
+    transportDiscoverSeconds: 0, ...opts.config,
   });
   const init = await initPlatform(config);
   const platform = await createPlatform(config, { logger: false, workers: 1, ...opts });

@@ -40,6 +40,11 @@ export interface Config {
   autoReplyPeriodHours: number;
   /** `hmc transport`'s health and metrics listener, host:port (default 127.0.0.1:8026). */
   transportHttp: string;
+  /**
+   * How often `hmc serve` looks under the data-plane root for data planes rendered with a transport agent since
+   * it started, and starts their agents (seconds; 0: only at start).
+   */
+  transportDiscoverSeconds: number;
 }
 
 /** Configuration from environment variables, with the embedded defaults. */
@@ -67,6 +72,7 @@ export function configFromEnv(env: NodeJS.ProcessEnv, overrides: Partial<Config>
     transportSecret: overrides.transportSecret ?? (env.HMC_TRANSPORT_SECRET || undefined),
     autoReplyPeriodHours: overrides.autoReplyPeriodHours ?? positive(env.HMC_AUTO_REPLY_PERIOD_HOURS, 96),
     transportHttp: overrides.transportHttp ?? (env.HMC_TRANSPORT_HTTP || '127.0.0.1:8026'),
+    transportDiscoverSeconds: overrides.transportDiscoverSeconds ?? Math.max(0, num(env.HMC_TRANSPORT_DISCOVER_SECONDS, 30)),
     domainCacheSnapshot: resolve(overrides.domainCacheSnapshot ?? env.HMC_DOMAIN_CACHE_SNAPSHOT ?? join(dataDir, 'domain-cache.json')),
   };
 }

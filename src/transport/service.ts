@@ -39,13 +39,23 @@ export function loadTransportSecret(config: Config): Buffer {
   return Buffer.from(key, 'utf8');
 }
 
-/** The rendered data planes under `root` (one directory per mail server) whose Postfix routes through an agent. */
-export function agentDataplanes(root: string): Manifest[] {
+/**
+ * The rendered data planes under `root` (one directory per mail server) whose Postfix routes through an agent.
+ * A manifest that cannot be read throws, unless `skip` is given: then it is reported there and left out.
+ */
+export function agentDataplanes(root: string, skip?: (dir: string, e: unknown) => void): Manifest[] {
   if (!existsSync(root)) return [];
   const out: Manifest[] = [];
   for (const e of readdirSync(root, { withFileTypes: true })) {
     if (!e.isDirectory() || !existsSync(join(root, e.name, 'dataplane.json'))) continue;
-    const m = readManifest(join(root, e.name));
+    let m: Manifest;
+    try {
+      m = readManifest(join(root, e.name));
+    } catch (err) {
+      if (!skip) throw err;
+      skip(join(root, e.name), err);
+      continue;
+    }
     if (m.agent) out.push(m);
   }
   return out;
