@@ -103,8 +103,16 @@ for (const dialect of DIALECTS) {
     const mailboxId = async (o: MailOrg, address: string) =>
       (await t.ok('GET', `${o.orgUrl}/mailboxes?limit=100`, undefined, o.orgAdmin)).items.find((m: { primaryAddress: string }) => m.primaryAddress === address).id as string;
 
+    /**
+     * Save alice's auto-reply, then make Postfix's queue manager route another address: it keeps its last
+     * route for up to 30 s (resolve_clnt's one-entry cache), so alice's next message would otherwise still take
+     * the route it had before the change (through the agent or straight to LMTP).
+     */
     async function setAutoReply(body: Record<string, unknown>): Promise<void> {
       await t.ok('PUT', `${a.orgUrl}/mailboxes/${await mailboxId(a, alice)}/auto-reply`, { internalMessage: INTERNAL, externalMessage: EXTERNAL, ...body }, a.orgAdmin);
+      const subject = `route-${tag()}`;
+      await smtp(ports.smtp, { from: stranger, to: [dan], subject });
+      await eventually(`${subject} delivered to dan`, () => inbox(ports.imap, dan, pw.get(dan)!), (l) => l.some((x) => x.subject === subject));
     }
 
     /** Send, wait until alice has it, then until the agent handed any reply to Postfix; returns the replies sent meanwhile. */
@@ -126,7 +134,7 @@ for (const dialect of DIALECTS) {
 
     before(async () => {
       work = workDir();
-      const [smtpPort, submission, lmtp, imap, agentMx, agentSub, reinject, reply] = (await freePorts(8)) as number[] as [number, number, number, number, number, number, number, number];
+      const [smtpPort, submission, lmtp, imap, agentMx, agentSub, reinject, reply, agentDeliver] = (await freePorts(9)) as number[] as [number, number, number, number, number, number, number, number, number];
       ports = { smtp: smtpPort, submission, imap };
       t = await startTestPlatform(dialect, { config: { port: 0, dataplaneRoot: work.path, transportSecret: SECRET } });
       sink = await startSink();
@@ -140,7 +148,7 @@ for (const dialect of DIALECTS) {
       await t.ok('POST', `${a.orgUrl}/contacts?wait=true`, { displayName: 'A friend', externalAddress: known }, a.orgAdmin);
       dp = await startDataplane(t, 'dp-agent', join(work.path, 'dp-agent'), [
         '--smtp-port', String(smtpPort), '--submission-port', String(submission), '--relayhost', `[127.0.0.1]:${sink.port}`,
-        '--agent-port', String(agentMx), '--agent-submission-port', String(agentSub), '--reinject-port', String(reinject), '--reply-port', String(reply),
+        '--agent-port', String(agentMx), '--agent-submission-port', String(agentSub), '--agent-deliver-port', String(agentDeliver), '--reinject-port', String(reinject), '--reply-port', String(reply),
       ]);
       [agent] = await t.platform.startTransport([dp.manifest]) as [TransportAgent];
     });
@@ -240,7 +248,7 @@ for (const dialect of DIALECTS) {
       assert.equal(await deliverToAlice({ from: bob, port: ports.submission, auth: { user: bob, pass: pw.get(bob)! }, subject: `off-${tag()}` }), 0);
     });
 
-    test('the internal stamp: a genuine one from another node counts as authenticated, a forged or copied one does not, and none reaches the mailbox', async () => {
+    test('the internal stamp: a genuine one from another node counts as authenticated, a forged or copied one does not, and only a genuine one reaches the mailbox', async () => {
       await setAutoReply({ mode: 'on', externalAudience: 'none' });
       const messageIdOf = (subject: string) => `<${subject}@node2.example>`;
       // a stamp made by another agent of the platform (same secret) for bob's message
@@ -268,11 +276,16 @@ for (const dialect of DIALECTS) {
       const ok = await sendRaw(genuine, makeStamp(Buffer.from(SECRET), bob, messageIdOf(genuine)));
       assert.equal(ok.replies, 1, 'a genuine stamp: internal reply');
       assert.deepEqual(await eventually('internal reply', () => repliesIn(bob, genuine), (l) => l.length > 0), [INTERNAL]);
-      assert.ok(!/^X-HMC-Stamp:/im.test(ok.delivered.source), 'the stamp is removed before delivery');
+      assert.equal((ok.delivered.source.match(/^X-HMC-Stamp:/gim) ?? []).length, 1, 'a genuine stamp is kept (it proves nothing for another sender or message)');
       const forged = `forged-${tag()}`;
       const bad = await sendRaw(forged, makeStamp(Buffer.from('another-secret-0123456789abcdefghijkl'), bob, messageIdOf(forged)));
       assert.equal(bad.replies, 0, 'a stamp under another key is worthless (audience none: no external reply)');
-      assert.ok(!/^X-HMC-Stamp:/im.test(bad.delivered.source));
+      assert.ok(!/^X-HMC-Stamp:/im.test(bad.delivered.source), 'a forged stamp is removed before delivery');
+      // … also for a recipient without an auto-reply (the MX listener's cleanup sends every stamped message through the agent)
+      const toBob = `forged-to-bob-${tag()}`;
+      await smtp(ports.smtp, { from: stranger, to: [bob], subject: toBob, headers: { 'X-HMC-Stamp': makeStamp(Buffer.from('another-secret-0123456789abcdefghijkl'), stranger, '<x@y>') } });
+      const bobGot = await eventually(`${toBob} delivered`, () => inbox(ports.imap, bob, pw.get(bob)!), (l) => l.some((x) => x.subject === toBob));
+      assert.ok(!/^X-HMC-Stamp:/im.test(bobGot.find((x) => x.subject === toBob)!.source), 'a forged stamp never reaches a mailbox');
       const copied = `copied-${tag()}`;
       const replay = await sendRaw(copied, makeStamp(Buffer.from(SECRET), bob, messageIdOf(genuine)));
       assert.equal(replay.replies, 0, 'a stamp copied from another message');
@@ -311,7 +324,7 @@ for (const dialect of DIALECTS) {
       const m = dp!.manifest.agent!;
       const second = new TransportAgent({
         db: db.store.db, cache, secret: Buffer.from(SECRET), hostname: 'agent2.test', replyPeriodMs: 3600_000,
-        mx: { host: '127.0.0.1', port: 0 }, submission: { host: '127.0.0.1', port: 0 },
+        mx: { host: '127.0.0.1', port: 0 }, submission: { host: '127.0.0.1', port: 0 }, deliver: null,
         reinject: { host: '127.0.0.1', port: m.reinjectPort }, reply: { host: '127.0.0.1', port: m.replyPort },
       });
       try {
@@ -327,12 +340,32 @@ for (const dialect of DIALECTS) {
         }
         await second.settled();
         assert.equal(second.status().messages, 2);
-        assert.equal(second.status().replies, 0, 'auto-replies need the database; the mail does not');
+        assert.equal(second.status().replies, 0, 'nothing to answer: mail handed back is answered where it is delivered');
       } finally {
         await second.close();
         await cache.stop();
         await db.close();
       }
+    });
+
+    test('only mail that needs the agent passes it: plain MX mail for a mailbox without an answering auto-reply goes straight to LMTP', async () => {
+      await setAutoReply({ mode: 'on', externalAudience: 'all' });
+      const before = agent.status().messages;
+      const subject = `plain-${tag()}`;
+      await smtp(ports.smtp, { from: stranger, to: [bob], subject });
+      await eventually(`${subject} delivered to bob`, () => inbox(ports.imap, bob, pw.get(bob)!), (l) => l.some((x) => x.subject === subject));
+      await agent.settled();
+      assert.equal(agent.status().messages, before, 'bob has no auto-reply: the agent never saw the message');
+      // the same message to bob and alice: alice's copy through the agent (and answered), bob's straight
+      const both = `both-${tag()}`;
+      await smtp(ports.smtp, { from: `other-${tag()}@remote.example`, to: [bob, alice], subject: both });
+      const bobs = await eventually(`${both} delivered to bob`, () => inbox(ports.imap, bob, pw.get(bob)!), (l) => l.some((x) => x.subject === both));
+      const alices = await eventually(`${both} delivered to alice`, () => inbox(ports.imap, alice, pw.get(alice)!), (l) => l.some((x) => x.subject === both));
+      const body = (l: Fetched[]) => bodyOf(l.find((x) => x.subject === both)!.source);
+      assert.equal(body(alices), body(bobs), 'the copy through the agent has the same body');
+      assert.equal(body(alices), `body of ${both}`);
+      await agent.settled();
+      assert.equal(agent.status().messages, before + 1, 'one delivery through the agent: alice\'s');
     });
 
     test('hmc serve finds the data planes rendered with an agent under HMC_DATAPLANE_ROOT', async () => {
@@ -344,6 +377,7 @@ for (const dialect of DIALECTS) {
       const res = await t.platform.app!.inject({ method: 'GET', url: '/metrics' });
       assert.match(res.body, /hmc_transport_messages_total\{input="mx",outcome="passed"\} [1-9]/);
       assert.match(res.body, /hmc_transport_messages_total\{input="submission",outcome="passed"\} [1-9]/);
+      assert.match(res.body, /hmc_transport_messages_total\{input="deliver",outcome="passed"\} [1-9]/);
       assert.match(res.body, /hmc_transport_auto_replies_total\{kind="internal",outcome="sent"\} [1-9]/);
       assert.match(res.body, /hmc_transport_stamps_total\{result="genuine"\} [1-9]/);
       assert.match(res.body, /hmc_domain_cache_domains [1-9]/);

@@ -50,12 +50,12 @@ for (const dialect of DIALECTS) {
       // a directory whose manifest is not JSON (a render in progress, a hand edit gone wrong)
       mkdirSync(join(root, 'broken'));
       writeFileSync(join(root, 'broken', 'dataplane.json'), '{ "half');
-      const [smtpPort, lmtp, imap, mxPort, reinjectPort, replyPort] = await freePorts(6);
+      const [smtpPort, lmtp, imap, mxPort, reinjectPort, replyPort, deliverPort] = await freePorts(7);
       await registerMailServer(t, 'dp-late', join(root, 'mail'), { lmtp: lmtp!, imap: imap! });
       const database = dialect === 'sqlite' ? { sqlitePath: t.tdb.sqlitePath! } : { url: t.tdb.url! };
       const m = await renderDataplane(t.platform.store.db, 'dp-late', {
         outDir: join(root, 'dp-late'), database, smtpPort: smtpPort!, plaintextAuth: true,
-        transportAgent: { mxPort: mxPort!, submissionPort: null, reinjectPort: reinjectPort!, replyPort: replyPort! },
+        transportAgent: { mxPort: mxPort!, submissionPort: null, deliverPort: deliverPort!, reinjectPort: reinjectPort!, replyPort: replyPort! },
       });
       await eventually('the agent of dp-late', async () => t.platform.agents.length, (n) => n === 1, 15_000);
       assert.match(await greeting(m.agent!.mxPort), /^220 /);

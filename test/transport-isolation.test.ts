@@ -218,7 +218,7 @@ for (const dialect of DIALECTS) {
     before(async () => {
       const t0 = Date.now();
       work = workDir();
-      const [smtpPort, submission, lmtp, imap, agentMx, agentSub, reinject, reply] = (await freePorts(8)) as [number, number, number, number, number, number, number, number];
+      const [smtpPort, submission, lmtp, imap, agentMx, agentSub, reinject, reply, agentDeliver] = (await freePorts(9)) as [number, number, number, number, number, number, number, number, number];
       ports = { smtp: smtpPort, submission };
       t = await startTestPlatform(dialect, { config: { port: 0, dataplaneRoot: work.path, transportSecret: `isolation-secret-${SEED}-0123456789abcdef` } });
       sink = await startSink();
@@ -232,7 +232,7 @@ for (const dialect of DIALECTS) {
       timings.setupApiMs = Date.now() - t0;
       dp = await startDataplane(t, 'dp-iso', join(work.path, 'dp-iso'), [
         '--smtp-port', String(smtpPort), '--submission-port', String(submission), '--relayhost', `[127.0.0.1]:${sink.port}`,
-        '--agent-port', String(agentMx), '--agent-submission-port', String(agentSub), '--reinject-port', String(reinject), '--reply-port', String(reply),
+        '--agent-port', String(agentMx), '--agent-submission-port', String(agentSub), '--agent-deliver-port', String(agentDeliver), '--reinject-port', String(reinject), '--reply-port', String(reply),
       ]);
       [agent] = await t.platform.startTransport([dp.manifest]) as [TransportAgent];
       timings.setupMs = Date.now() - t0;

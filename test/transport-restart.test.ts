@@ -91,7 +91,7 @@ for (const dialect of DIALECTS) {
 
     before(async () => {
       work = workDir();
-      const [smtp, lmtp, imap, agentMx, agentSub, reinject, reply, http] = (await freePorts(8)) as [number, number, number, number, number, number, number, number];
+      const [smtp, lmtp, imap, agentMx, agentSub, reinject, reply, http, agentDeliver] = (await freePorts(9)) as [number, number, number, number, number, number, number, number, number];
       ports = { smtp, imap, http };
       t = await startTestPlatform(dialect, { config: { port: 0, transportSecret: SECRET } });
       sink = await startSink();
@@ -99,10 +99,12 @@ for (const dialect of DIALECTS) {
       o = await setupMailOrg(t, 'rst', { defaultStores: false });
       alice = `alice@${o.domainName}`;
       const u = await t.ok('POST', `${o.orgUrl}/users?wait=true`, { login: alice, password });
-      await t.ok('POST', `${o.orgUrl}/mailboxes?wait=true`, { kind: 'user', userId: u.id, planId: o.mailboxPlanId });
+      const mb = await t.ok('POST', `${o.orgUrl}/mailboxes?wait=true`, { kind: 'user', userId: u.id, planId: o.mailboxPlanId });
+      // an answering auto-reply routes alice's mail through the agent (outsiders get none: audience none)
+      await t.ok('PUT', `${o.orgUrl}/mailboxes/${mb.id}/auto-reply`, { mode: 'on', internalMessage: 'away', externalMessage: 'away', externalAudience: 'none' }, o.orgAdmin);
       dp = await startDataplane(t, 'dp-restart', join(work.path, 'dp-restart'), [
         '--smtp-port', String(smtp), '--relayhost', `[127.0.0.1]:${sink.port}`,
-        '--agent-port', String(agentMx), '--agent-submission-port', String(agentSub), '--reinject-port', String(reinject), '--reply-port', String(reply),
+        '--agent-port', String(agentMx), '--agent-submission-port', String(agentSub), '--agent-deliver-port', String(agentDeliver), '--reinject-port', String(reinject), '--reply-port', String(reply),
       ]);
     });
     after(async () => {
@@ -129,7 +131,7 @@ for (const dialect of DIALECTS) {
       for (const s of list) assert.equal(got.filter((x) => x === s).length, 1, `${s} once`);
       assert.equal(queued().length, 0);
       const metrics = await (await fetch(`http://127.0.0.1:${ports.http}/metrics`)).text();
-      assert.match(metrics, /hmc_transport_messages_total\{input="mx",outcome="passed"\} (1\d|[2-9]\d)/);
+      assert.match(metrics, /hmc_transport_messages_total\{input="deliver",outcome="passed"\} (1\d|[2-9]\d)/);
       assert.match(metrics, /hmc_domain_cache_domains [1-9]/);
     });
 

@@ -64,9 +64,10 @@ export interface RenderOptions {
    */
   authPenalty?: boolean;
   /**
-   * HMC's transport agent (transport/agent.ts) as Postfix's after-queue content filter: where it listens for
-   * MX and for submission mail, and the ports of the two Postfix listeners it hands mail back to (reinjection:
-   * no filter, no address mapping; replies: address mapping, no filter). Both accept only from `mynetworks`.
+   * HMC's transport agent (transport/agent.ts): where it listens for MX mail bearing a stamp, for submitted
+   * mail (after-queue content filters) and for deliveries to mailboxes whose auto-reply answers (a transport),
+   * and the ports of the two Postfix listeners it hands mail to (reinjection: no filter, no address mapping;
+   * replies: address mapping, no filter). Both accept only from `mynetworks`.
    */
   transportAgent?: AgentPorts;
 }
@@ -76,6 +77,8 @@ export interface AgentPorts {
   host?: string;
   mxPort: number;
   submissionPort: number | null;
+  /** Deliveries to mailboxes with an answering auto-reply (Postfix's hmcdeliver transport, one recipient each). */
+  deliverPort: number;
   reinjectPort: number;
   replyPort: number;
 }
@@ -246,12 +249,13 @@ export function renderFiles(server: ServerRow, opts: RenderOptions): { manifest:
     host: opts.transportAgent.host ?? listen,
     mxPort: port(opts.transportAgent.mxPort, 'the agent\'s MX port'),
     submissionPort: submissionPort === null || opts.transportAgent.submissionPort === null ? null : port(opts.transportAgent.submissionPort, 'the agent\'s submission port'),
+    deliverPort: port(opts.transportAgent.deliverPort, 'the agent\'s delivery port'),
     reinjectPort: port(opts.transportAgent.reinjectPort, 'the reinjection port'),
     replyPort: port(opts.transportAgent.replyPort, 'the auto-reply port'),
     hostname,
   } : null;
   if (agent && isIP(agent.host) !== 4) throw Errors.invalidRequest(`the agent's address "${agent.host}" must be an IPv4 address`);
-  const taken = [smtpPort, imapPort, pop3Port, lmtpPort, submissionPort, ...(agent ? [agent.mxPort, agent.submissionPort, agent.reinjectPort, agent.replyPort] : [])]
+  const taken = [smtpPort, imapPort, pop3Port, lmtpPort, submissionPort, ...(agent ? [agent.mxPort, agent.submissionPort, agent.deliverPort, agent.reinjectPort, agent.replyPort] : [])]
     .filter((p): p is number => p !== null);
   if (new Set(taken).size !== taken.length) throw Errors.invalidRequest(`the SMTP, submission, LMTP, IMAP, POP3 and agent ports must differ: ${taken.join(', ')}`);
   const relayhost = opts.relayhost === undefined ? null : relayHost(opts.relayhost);
@@ -281,12 +285,15 @@ export function renderFiles(server: ServerRow, opts: RenderOptions): { manifest:
   // domain (a bare domain, '@domain', a bare local part), which every address map would miss anyway; the
   // transport and alias maps are asked those forms for every recipient
   const key = "'%u@%d'";
+  // with the agent: a recipient whose auto-reply answers now goes to the agent (hmcdeliver, master.cf), which
+  // delivers to the mailbox's LMTP itself and answers the sender (migration 0022); every other one straight to LMTP
+  const via = agent ? `hmcdeliver:[${agent.host}]:${agent.deliverPort}` : null;
   const maps: Record<string, string> = pg
     ? {
       'dp-virtual-domains.cf': "SELECT * FROM dp_pf_domain('%s')",
       'dp-relay-domains.cf': "SELECT * FROM dp_pf_relay_domain('%s')",
       'dp-virtual-mailboxes.cf': `SELECT * FROM dp_pf_mailbox(${key})`,
-      'dp-transport.cf': `SELECT * FROM dp_pf_transport(${key})`,
+      'dp-transport.cf': via ? `SELECT * FROM dp_pf_transport_via(${key}, '${via}')` : `SELECT * FROM dp_pf_transport(${key})`,
       'dp-virtual-aliases.cf': `SELECT * FROM dp_pf_alias(${key})`,
       'dp-sender-logins.cf': `SELECT * FROM dp_pf_sender_login(${key})`,
       'dp-public-folders.cf': `SELECT * FROM dp_pf_public_folder(${key})`,
@@ -296,7 +303,10 @@ export function renderFiles(server: ServerRow, opts: RenderOptions): { manifest:
       'dp-virtual-domains.cf': "SELECT domain FROM dp_virtual_domains WHERE domain = '%s'",
       'dp-relay-domains.cf': "SELECT domain FROM dp_relay_domains WHERE domain = '%s'",
       'dp-virtual-mailboxes.cf': `SELECT maildir FROM dp_virtual_mailbox_maps WHERE address = ${key}`,
-      'dp-transport.cf': `SELECT transport FROM dp_transport WHERE address = ${key}`,
+      'dp-transport.cf': via
+        ? `SELECT v FROM (SELECT '${via}' AS v, 0 AS o FROM dp_auto_reply_addresses WHERE address = ${key} `
+          + `UNION ALL SELECT transport, 1 FROM dp_transport WHERE address = ${key}) ORDER BY o LIMIT 1`
+        : `SELECT transport FROM dp_transport WHERE address = ${key}`,
       // groups and forwarding, then domain aliases: user@alias → user@target, only where the target receives
       'dp-virtual-aliases.cf': `SELECT destination FROM dp_virtual_aliases WHERE address = ${key} UNION ALL `
         + `SELECT ${target} FROM accepted_domains a JOIN accepted_domains t ON t.domain_id = a.alias_of JOIN dp_live_orgs o ON o.id = a.org_id `
@@ -379,7 +389,7 @@ transport_maps = ${mapRef('dp-transport.cf')}, ${mapRef('dp-public-folder-transp
 virtual_transport = lmtp:unix:${join(pf, 'spool', 'no-mailstore-route')}
 smtpd_relay_restrictions = reject_unauth_destination
 smtpd_recipient_restrictions = ${mxRecipient}
-${policy ? `smtpd_end_of_data_restrictions = check_policy_service ${policy}\n` : ''}# authenticated submission (master.cf): SASL through Dovecot, envelope senders from dp_sender_logins
+${policy ? `smtpd_end_of_data_restrictions = check_policy_service ${policy}\n` : ''}${agent ? '# the agent delivers one recipient at a time (it streams the message to that mailbox\'s LMTP)\nhmcdeliver_destination_recipient_limit = 1\n' : ''}# authenticated submission (master.cf): SASL through Dovecot, envelope senders from dp_sender_logins
 smtpd_sasl_type = dovecot
 smtpd_sasl_path = ${sasl}
 smtpd_sender_login_maps = ${mapRef('dp-sender-logins.cf')}
@@ -388,6 +398,9 @@ smtpd_sender_login_maps = ${mapRef('dp-sender-logins.cf')}
   const listenAt = v6 ? `[${listen}]` : listen;
   const agentAt = agent ? `[${agent.host}]` : '';
   const filterTo = (p: number | null) => (agent && p !== null ? `  -o content_filter=hmc-agent:${agentAt}:${p}\n` : '');
+  // MX mail goes through the agent only when it bears a stamp (the agent keeps a genuine one, drops the rest):
+  // a FILTER action of the MX listener's own cleanup, for the message's top-level header only
+  const mxCleanup = agent ? '  -o cleanup_service_name=cleanup-mx\n' : '';
   // the agent hands mail back here: loopback (mynetworks) only, nothing checked twice
   const backFromAgent = (p: number, name: string, mappings: boolean) => `${listenAt}:${p} inet n - n - 20 smtpd
   -o syslog_name=postfix-hmc/${name}
@@ -402,20 +415,34 @@ smtpd_sender_login_maps = ${mapRef('dp-sender-logins.cf')}
   -o smtpd_end_of_data_restrictions=
   -o smtpd_sasl_auth_enable=no
 `;
-  const agentServices = agent ? `# HMC's transport agent (after-queue content filter, transport/agent.ts) and the listeners it hands mail back to
-hmc-agent unix  -       -       n       -       20      smtp
-  -o syslog_name=postfix-hmc/agent
+  const toAgent = (name: string) => `${name} unix  -       -       n       -       20      smtp
+  -o syslog_name=postfix-hmc/${name === 'hmc-agent' ? 'agent' : name}
   -o smtp_tls_security_level=none
   -o smtp_send_xforward_command=no
   -o disable_mime_output_conversion=yes
   -o smtp_data_done_timeout=1200s
+`;
+  const agentServices = agent ? `# HMC's transport agent (transport/agent.ts): after-queue content filter (stamped MX mail, submitted mail),
+# delivery to mailboxes whose auto-reply answers, and the listeners it hands mail to
+${toAgent('hmc-agent')}${toAgent('hmcdeliver')}cleanup-mx unix n       -       n       -       0       cleanup
+  -o header_checks=regexp:${join(etc, 'dp-stamp-filter.regexp')}
+  -o mime_header_checks=
+  -o nested_header_checks=
 ${backFromAgent(agent.reinjectPort, 'reinject', false)}${backFromAgent(agent.replyPort, 'agent-reply', true)}` : '';
+  if (agent) {
+    files['postfix/etc/dp-stamp-filter.regexp'] = {
+      mode: 0o644,
+      text: `# HMC data plane: MX mail with an X-HMC-Stamp field goes through the transport agent (generated by hmc dataplane render)
+/^X-HMC-Stamp[[:space:]]*:/ FILTER hmc-agent:${agentAt}:${agent.mxPort}
+`,
+    };
+  }
   files['postfix/etc/master.cf'] = {
     mode: 0o644,
     text: `# HMC data plane: Postfix services (generated by hmc dataplane render). chroot = n everywhere.
 # service type  private unpriv  chroot  wakeup  maxproc command
 ${listenAt}:${smtpPort} inet n - n - - smtpd
-${filterTo(agent?.mxPort ?? null)}${submissionPort === null ? '' : `${listenAt}:${submissionPort} inet n - n - - smtpd
+${mxCleanup}${submissionPort === null ? '' : `${listenAt}:${submissionPort} inet n - n - - smtpd
 ${filterTo(agent?.submissionPort ?? null)}  -o syslog_name=postfix-hmc/submission
   -o smtpd_sasl_auth_enable=yes
   -o smtpd_tls_security_level=${tlsCert ? 'encrypt' : 'none'}

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fc from 'fast-check';
-import { MAX_HEAD_BYTES, joinFields, parseFields, splitHead, withHead } from './message-head.js';
+import { MAX_HEAD_BYTES, joinFields, parseFields, splitHead, unsplit, withHead } from './message-head.js';
 import { checkStamp, makeStamp } from './stamp.js';
 
 async function* chunked(buf: Buffer, sizes: number[]): AsyncIterable<Buffer> {
@@ -68,4 +68,18 @@ test('stamps: bound to key, sender (any case) and Message-ID; expire after a day
   assert.deepEqual(checkStamp(Buffer.from('j'.repeat(40)), s, 'bob@a.example', '<m1@x>', now), { ok: false, reason: 'forged' });
   assert.deepEqual(checkStamp(key, s, 'bob@a.example', '<m1@x>', now + 25 * 3600_000), { ok: false, reason: 'expired' });
   assert.deepEqual(checkStamp(key, 'v=1; t=abc; s=x', 'bob@a.example', '<m1@x>', now), { ok: false, reason: 'malformed' });
+});
+
+test('a message passed through untouched (unsplit) comes back byte for byte, CRLF or LF, with or without a body', async () => {
+  await fc.assert(fc.asyncProperty(
+    fc.array(fieldLine, { minLength: 1, maxLength: 12 }),
+    fc.uint8Array({ maxLength: 400 }),
+    fc.array(fc.integer({ min: 1, max: 50 }), { minLength: 1, maxLength: 8 }),
+    fc.constantFrom('\r\n', '\n'),
+    async (lines, body, sizes, eol) => {
+      const message = Buffer.concat([Buffer.from(`${lines.join(eol)}${eol}${eol}`, 'latin1'), Buffer.from(body)]);
+      const split = await splitHead(chunked(message, sizes));
+      assert.deepEqual(await collect(unsplit(split.head!, split.rest)), message);
+    },
+  ), { numRuns: 300 });
 });

@@ -119,3 +119,17 @@ export async function* withHead(head: Buffer, rest: AsyncIterable<Buffer>): Asyn
     yield chunk;
   }
 }
+
+/** The message exactly as it came in: `head` as split off, its line break, then the rest (the agent changed nothing). */
+export async function* unsplit(head: Buffer, rest: AsyncIterable<Buffer>): AsyncIterable<Buffer> {
+  yield head;
+  let first = true;
+  for await (const chunk of rest) {
+    // `rest` starts with the separator's second line break: the first one ended the head's last field
+    if (first) {
+      first = false;
+      yield Buffer.from(chunk[0] === 0x0d ? '\r\n' : '\n');
+    }
+    yield chunk;
+  }
+}

@@ -78,6 +78,8 @@ export function agentFor(m: Manifest, rt: AgentRuntime): TransportAgent {
     db: rt.db, cache: rt.cache, secret: rt.secret, replyPeriodMs: rt.replyPeriodMs, hostname: a.hostname,
     mx: { host: a.host, port: a.mxPort },
     submission: a.submissionPort === null ? null : { host: a.host, port: a.submissionPort },
+    // a manifest rendered before the agent delivered (no deliverPort) routes no recipient to it
+    deliver: typeof a.deliverPort === 'number' ? { host: a.host, port: a.deliverPort } : null,
     reinject: { host: m.listen, port: a.reinjectPort },
     reply: { host: m.listen, port: a.replyPort },
     log: rt.log.child({ component: 'transport-agent', server: m.server.name }),

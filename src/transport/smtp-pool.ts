@@ -1,16 +1,20 @@
+import { connect } from 'node:net';
 import type { Readable } from 'node:stream';
 import SMTPConnection from 'nodemailer/lib/smtp-connection';
 
-/** Where a Postfix listener is. */
+/** Where a Postfix listener (or an LMTP server) is: TCP, or a unix socket when `path` is given. */
 export interface Endpoint {
   host: string;
   port: number;
+  path?: string;
 }
 
 export interface SendResult {
   accepted: string[];
   rejected: string[];
   response: string;
+  /** The server's answer for each rejected recipient (LMTP answers per recipient after the data). */
+  rejectedResponses: { recipient: string; code: number; response: string }[];
 }
 
 export interface SmtpPoolOptions {
@@ -20,6 +24,8 @@ export interface SmtpPoolOptions {
   maxUses?: number;
   /** An idle connection older than this is closed rather than reused (ms). */
   idleMs?: number;
+  /** Speak LMTP (LHLO, an answer per recipient after the data), e.g. to Dovecot's LMTP. */
+  lmtp?: boolean;
 }
 
 interface Conn {
@@ -43,6 +49,7 @@ export class SmtpPool {
   private readonly maxIdle: number;
   private readonly maxUses: number;
   private readonly idleMs: number;
+  private readonly lmtp: boolean;
   private sweeper: NodeJS.Timeout;
   private closed = false;
 
@@ -50,6 +57,7 @@ export class SmtpPool {
     this.maxIdle = o.maxIdle ?? 8;
     this.maxUses = o.maxUses ?? 100;
     this.idleMs = o.idleMs ?? 5000;
+    this.lmtp = o.lmtp ?? false;
     this.sweeper = setInterval(() => this.sweep(), Math.max(250, this.idleMs / 2));
     this.sweeper.unref();
   }
@@ -80,7 +88,11 @@ export class SmtpPool {
         conn.onFail = null;
         conn.uses++;
         this.release(conn);
-        resolve({ accepted: (info.accepted ?? []).map(String), rejected: (info.rejected ?? []).map(String), response: String(info.response ?? '') });
+        const rejectedErrors = ((info as { rejectedErrors?: { recipient?: string; responseCode?: number; response?: string }[] }).rejectedErrors ?? []);
+        resolve({
+          accepted: (info.accepted ?? []).map(String), rejected: (info.rejected ?? []).map(String), response: String(info.response ?? ''),
+          rejectedResponses: rejectedErrors.map((e) => ({ recipient: String(e.recipient ?? ''), code: Number(e.responseCode ?? 451), response: String(e.response ?? '') })),
+        });
       });
     });
   }
@@ -104,7 +116,11 @@ export class SmtpPool {
 
   private open(): Promise<Conn> {
     return new Promise((resolve, reject) => {
-      const c = new SMTPConnection({ host: this.to.host, port: this.to.port, ignoreTLS: true, name: this.name, connectionTimeout: 10_000, greetingTimeout: 10_000, socketTimeout: 120_000 });
+      const c = new SMTPConnection({
+        host: this.to.host, port: this.to.port, ignoreTLS: true, name: this.name, lmtp: this.lmtp, connectionTimeout: 10_000, greetingTimeout: 10_000, socketTimeout: 120_000,
+        // a unix socket: handed over connecting (nodemailer connects only TCP itself)
+        ...(this.to.path ? { connection: connect(this.to.path) } : {}),
+      });
       const conn: Conn = { c, uses: 0, idleSince: 0, dead: false, onFail: null };
       let connected = false;
       const gone = (e: Error) => {

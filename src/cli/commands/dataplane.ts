@@ -71,13 +71,15 @@ function agentPorts(ctx: Ctx): { transportAgent?: AgentPorts } {
   const reinjectPort = p('reinject-port');
   const replyPort = p('reply-port');
   if (mxPort === undefined && reinjectPort === undefined && replyPort === undefined) {
-    if (ctx.opts.str('agent-submission-port') || ctx.opts.str('agent-host')) throw new UsageError('--agent-submission-port and --agent-host need --agent-port');
+    if (ctx.opts.str('agent-submission-port') || ctx.opts.str('agent-deliver-port') || ctx.opts.str('agent-host')) throw new UsageError('--agent-submission-port, --agent-deliver-port and --agent-host need --agent-port');
     return {};
   }
   if (mxPort === undefined || reinjectPort === undefined || replyPort === undefined) throw new UsageError('the transport agent needs --agent-port, --reinject-port and --reply-port together');
   const submissionPort = p('agent-submission-port') ?? (mxPort < 65535 ? mxPort + 1 : undefined);
   if (submissionPort === undefined) throw new UsageError('give --agent-submission-port');
-  return { transportAgent: { mxPort, submissionPort, reinjectPort, replyPort, ...(ctx.opts.str('agent-host') ? { host: ctx.opts.str('agent-host') } : {}) } };
+  const deliverPort = p('agent-deliver-port') ?? (mxPort < 65534 ? mxPort + 2 : undefined);
+  if (deliverPort === undefined) throw new UsageError('give --agent-deliver-port');
+  return { transportAgent: { mxPort, submissionPort, deliverPort, reinjectPort, replyPort, ...(ctx.opts.str('agent-host') ? { host: ctx.opts.str('agent-host') } : {}) } };
 }
 
 async function upCommand(ctx: Ctx): Promise<number> {
@@ -118,8 +120,9 @@ export const dataplaneCommands: CommandSpec[] = [
       'policy-service': str('HOST:PORT', "HMC's policy service (HMC_POLICY_LISTEN of `hmc serve`): per-mailbox size, recipient and send-quota limits"),
       'message-size-limit': str('BYTES', 'largest message Postfix accepts at all (default 104857600)'),
       'no-auth-penalty': flag("turn off Dovecot's login failure delay and per-IP penalty (tests only)"),
-      'agent-port': str('N', "route MX mail through HMC's transport agent listening on this port (with --reinject-port and --reply-port)"),
+      'agent-port': str('N', "run mail through HMC's transport agent: the port it takes stamped MX mail on (with --reinject-port and --reply-port)"),
       'agent-submission-port': str('N', 'port the transport agent takes submitted mail on (default: --agent-port + 1)'),
+      'agent-deliver-port': str('N', 'port the transport agent takes mail for mailboxes with an answering auto-reply on (default: --agent-port + 2)'),
       'agent-host': str('ADDR', 'IPv4 address of the transport agent (default: --listen)'),
       'reinject-port': str('N', 'port of the Postfix listener the agent hands mail back to'),
       'reply-port': str('N', 'port of the Postfix listener the agent sends auto-replies to'),
