@@ -343,6 +343,12 @@ export async function send(smtpPort: number, mailboxes: Mailbox[], count: number
       const child = spawn('/usr/sbin/smtp-source', ['-s', String(Math.min(perSource, n)), '-m', String(n), '-l', String(SIZE), '-f', SENDER, '-t', mb.login, `127.0.0.1:${smtpPort}`], { stdio: ['ignore', 'ignore', 'pipe'] });
       let err = '';
       child.stderr.on('data', (d) => (err += String(d)));
+      // a sender that hangs (Postfix not answering) ends the run with an error instead of the benchmark hanging
+      const timer = setTimeout(() => {
+        err += ' (killed after 300 s)';
+        child.kill('SIGKILL');
+      }, 300_000);
+      child.once('exit', () => clearTimeout(timer));
       child.once('error', (e) => {
         errors.push(e.message);
         res();

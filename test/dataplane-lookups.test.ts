@@ -40,6 +40,9 @@ for (const dialect of DIALECTS) {
     let a: MailOrg;
     let server: ServerRow;
     let files: Record<string, { text: string }>;
+    /** The same data plane rendered with the transport agent (its transport map routes answering auto-replies to it). */
+    let agentFiles: Record<string, { text: string }>;
+    const ids = new Map<string, string>();
     /** Every kind of key the maps are asked: mailboxes, secondary addresses, groups, forwarders, alias-domain spellings, unknowns, domains. */
     const keys: string[] = [];
 
@@ -50,7 +53,6 @@ for (const dialect of DIALECTS) {
         .where('id', '=', srv.id).executeTakeFirstOrThrow()) as ServerRow;
       a = await setupMailOrg(t, 'lka', { defaultStores: false });
       const A = a.domainName;
-      const ids = new Map<string, string>();
       for (const local of ['ann', 'bob', 'carl']) {
         const u = await t.ok('POST', `${a.orgUrl}/users?wait=true`, { login: `${local}@${A}`, password: 'Secret-pass-1' });
         const m = await t.ok('POST', `${a.orgUrl}/mailboxes?wait=true`, { kind: 'user', userId: u.id, planId: a.mailboxPlanId });
@@ -72,11 +74,15 @@ for (const dialect of DIALECTS) {
 
       const database = dialect === 'sqlite' ? { sqlitePath: t.tdb.sqlitePath! } : { url: t.tdb.url! };
       files = renderFiles(server, { outDir: '/nonexistent/lookups', database, smtpPort: 2525, plaintextAuth: true, submissionPort: 2587 }).files;
+      agentFiles = renderFiles(server, {
+        outDir: '/nonexistent/lookups', database, smtpPort: 2525, plaintextAuth: true, submissionPort: 2587,
+        transportAgent: { mxPort: 10025, submissionPort: 10026, deliverPort: 10027, reinjectPort: 10028, replyPort: 10029 },
+      }).files;
     });
     after(() => t?.close());
 
-    const mapQueries = () => Object.entries(files)
-      .filter(([p]) => p.startsWith('postfix/etc/') && p.endsWith('.cf') && !p.endsWith('/main.cf') && !p.endsWith('/master.cf'))
+    const mapQueries = () => [...Object.entries(files), ['postfix/etc/dp-transport.cf (agent)', agentFiles['postfix/etc/dp-transport.cf']!] as const]
+      .filter(([p]) => p.startsWith('postfix/etc/') && p.includes('.cf') && !p.endsWith('/main.cf') && !p.endsWith('/master.cf'))
       .map(([p, f]) => ({ map: p.slice('postfix/etc/'.length), query: setting(f.text, 'query')! }));
     const run = async (q: string) => (await sql.raw<Record<string, unknown>>(q).execute(t.platform.store.db)).rows;
     const firstColumn = (rows: Record<string, unknown>[]) => rows.map((r) => String(Object.values(r)[0])).sort();
@@ -129,6 +135,39 @@ for (const dialect of DIALECTS) {
       assert.deepEqual(await gated(`ann@${A}`), []);
     });
 
+    test('with the agent, the transport map routes exactly the addresses of mailboxes whose auto-reply answers now to it', async () => {
+      const A = a.domainName;
+      const route = async (key: string) => {
+        const q = postfixQuery(setting(agentFiles['postfix/etc/dp-transport.cf']!.text, 'query')!, key);
+        return q === null ? [] : firstColumn(await run(q));
+      };
+      const plain = async (key: string) => {
+        const q = postfixQuery(setting(files['postfix/etc/dp-transport.cf']!.text, 'query')!, key);
+        return q === null ? [] : firstColumn(await run(q));
+      };
+      const reply = (local: string, body: Record<string, unknown>) => t.ok('PUT', `${a.orgUrl}/mailboxes/${ids.get(local)}/auto-reply`, { internalMessage: 'in', externalMessage: 'out', externalAudience: 'all', ...body });
+      const now = Date.now();
+      await reply('ann', { mode: 'on' });
+      await reply('bob', { mode: 'scheduled', startsAt: new Date(now + 3600_000).toISOString(), endsAt: new Date(now + 7200_000).toISOString() });
+      await reply('carl', { mode: 'scheduled', startsAt: new Date(now - 3600_000).toISOString(), endsAt: new Date(now + 3600_000).toISOString() });
+      const via = ['hmcdeliver:[127.0.0.1]:10027'];
+      for (const key of keys) {
+        const want = [`ann@${A}`, `annie@${A}`, `carl@${A}`].includes(key) ? via : await plain(key);
+        assert.deepEqual(await route(key), want, key);
+      }
+      assert.match((await plain(`bob@${A}`))[0] ?? '', /^lmtp:/, 'a window to come: straight to LMTP');
+      await reply('ann', { mode: 'off' });
+      assert.deepEqual(await route(`ann@${A}`), await plain(`ann@${A}`));
+      // a disabled mailbox with an auto-reply on: no route at all, like without the agent
+      await reply('ann', { mode: 'on' });
+      await t.ok('PATCH', `${a.orgUrl}/mailboxes/${ids.get('ann')}?wait=true`, { enabled: false });
+      assert.deepEqual(await route(`ann@${A}`), []);
+      await t.ok('PATCH', `${a.orgUrl}/mailboxes/${ids.get('ann')}?wait=true`, { enabled: true });
+      await reply('ann', { mode: 'off' });
+      await reply('carl', { mode: 'off' });
+      await reply('bob', { mode: 'off' });
+    });
+
     test('address maps are keyed on %u@%d: Postfix never sends them a bare domain, @domain or bare local part', () => {
       for (const { map, query } of mapQueries()) {
         if (/domain/.test(map) && !/alias/.test(map)) continue; // the domain maps take the bare domain
@@ -150,7 +189,7 @@ for (const dialect of DIALECTS) {
         for (const name of ['password_query', 'user_query']) queries.push({ what: `dovecot ${name}`, q: dovecotQuery(setting(sqlConf, name)!, `ann@${A}`) });
         assert.ok(queries.length >= 10);
         // a key column: the unique key of a lookup (address, name, login) or a row reached by its id
-        const keyed = /\b(address|name|login|id|group_id|domain_id|user_id|object_id)=\?/;
+        const keyed = /\b(address|name|login|id|group_id|domain_id|user_id|object_id|mailbox_id)=\?/;
         for (const { what, q } of queries) {
           const plan = (await run(`EXPLAIN QUERY PLAN ${q}`)).map((r) => String(r.detail));
           for (const line of plan) {

@@ -368,6 +368,26 @@ for (const dialect of DIALECTS) {
       assert.equal(agent.status().messages, before + 1, 'one delivery through the agent: alice\'s');
     });
 
+    test('the delivery input: one recipient per delivery (a second one is deferred), an address without a route now is deferred', async () => {
+      const c = new SMTPConnection({ host: '127.0.0.1', port: agent.port('deliver')!, ignoreTLS: true, name: 'postfix.test' });
+      await new Promise<void>((res, rej) => {
+        c.once('error', rej);
+        c.connect(() => res());
+      });
+      try {
+        const raw = `From: <${stranger}>\r\nSubject: direct-${tag()}\r\n\r\nhello\r\n`;
+        const two = await new Promise<{ accepted: unknown[]; rejected: unknown[]; rejectedErrors?: { responseCode?: number }[] }>((res, rej) => c.send({ from: stranger, to: [alice, bob] }, raw, (e, i) => (e ? rej(e) : res(i as never))));
+        assert.deepEqual(two.accepted, [alice]);
+        assert.deepEqual(two.rejected, [bob]);
+        assert.equal(two.rejectedErrors?.[0]?.responseCode, 452, 'Postfix delivers the second recipient separately');
+        const none = await new Promise<Error & { responseCode?: number }>((res) => c.send({ from: stranger, to: [`nobody-${tag()}@${a.domainName}`] }, raw, (e) => res(e as never)));
+        assert.equal(none?.responseCode, 451, 'no route (disabled, moved, deleted since Postfix took it): retried later');
+      } finally {
+        c.quit();
+      }
+      await agent.settled();
+    });
+
     test('hmc serve finds the data planes rendered with an agent under HMC_DATAPLANE_ROOT', async () => {
       assert.deepEqual(agentDataplanes(work.path).map((m) => m.server.name), ['dp-agent']);
       assert.deepEqual(agentDataplanes(join(work.path, 'nothing-here')), []);

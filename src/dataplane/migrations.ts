@@ -374,11 +374,12 @@ export const dataplaneMigrations: Migration[] = [
    * queue costs a second queue pass whatever the filter does (measured: 0.78-0.86 of the throughput without
    * it, bench --suite transport, loop variant), and most messages need nothing from the agent. The mail that
    * does: a recipient whose auto-reply answers now. dp_auto_reply_addresses(address, mailbox_id) holds the
-   * addresses of deliverable mailboxes (dp_mailbox_addresses) whose auto-reply is on, or scheduled and inside
-   * its window at the time of the lookup; Postfix's transport map sends those recipients to the agent, which
-   * delivers to the mailbox's LMTP itself and then answers. PostgreSQL: dp_pf_transport_via(key, via) is that
-   * transport lookup, `via` (the agent's Postfix transport) where the key is such an address, else the
-   * mailbox's LMTP route; SQLite does the same in the map's query (render.ts).
+   * addresses of mailboxes whose auto-reply is on, or scheduled and inside its window at the time of the lookup
+   * (whether the mailbox takes mail at all is dp_transport's to say: every lookup asks both, and this one is two
+   * primary-key probes). Postfix's transport map sends those recipients to the agent, which delivers to the
+   * mailbox's LMTP itself and then answers. PostgreSQL: dp_pf_transport_via(key, via) is that transport lookup,
+   * `via` (the agent's Postfix transport) where the key is such an address, else the mailbox's LMTP route;
+   * SQLite does the same in the map's query (render.ts).
    */
   {
     id: '0022_dataplane_auto_reply_route',
@@ -387,14 +388,14 @@ export const dataplaneMigrations: Migration[] = [
       const join = dialect === 'postgres' ? 'JOIN' : 'CROSS JOIN';
       await runDdl(db, dialect, `
         CREATE VIEW dp_auto_reply_addresses AS
-          SELECT x.address AS address, x.mailbox_id AS mailbox_id
-          FROM dp_mailbox_addresses x
-          ${join} auto_replies r ON r.mailbox_id = x.mailbox_id
-          WHERE r.mode = 'on' OR (r.mode = 'scheduled' AND r.starts_at <= ${nowMs} AND ${nowMs} < r.ends_at)
+          SELECT a.address AS address, a.recipient_id AS mailbox_id
+          FROM addresses a
+          ${join} auto_replies r ON r.mailbox_id = a.recipient_id
+          WHERE a.recipient_kind = 'mailbox' AND (r.mode = 'on' OR (r.mode = 'scheduled' AND r.starts_at <= ${nowMs} AND ${nowMs} < r.ends_at))
       `);
       if (dialect !== 'postgres') return;
       await runDdl(db, dialect, `
-        CREATE FUNCTION dp_pf_transport_via(k text, via text) RETURNS SETOF text LANGUAGE plpgsql STABLE SET plan_cache_mode = force_generic_plan AS $$ BEGIN IF EXISTS (SELECT 1 FROM dp_auto_reply_addresses a WHERE a.address = k) AND EXISTS (SELECT 1 FROM dp_transport v WHERE v.address = k) THEN RETURN NEXT via; RETURN; END IF; RETURN QUERY SELECT v.transport::text FROM dp_transport v WHERE v.address = k; END $$
+        CREATE FUNCTION dp_pf_transport_via(k text, via text) RETURNS SETOF text LANGUAGE plpgsql STABLE SET plan_cache_mode = force_generic_plan AS $$ BEGIN IF EXISTS (SELECT 1 FROM dp_auto_reply_addresses a WHERE a.address = k) THEN RETURN QUERY SELECT via FROM dp_transport v WHERE v.address = k; RETURN; END IF; RETURN QUERY SELECT v.transport::text FROM dp_transport v WHERE v.address = k; END $$
       `);
     },
   },

@@ -304,8 +304,7 @@ export function renderFiles(server: ServerRow, opts: RenderOptions): { manifest:
       'dp-relay-domains.cf': "SELECT domain FROM dp_relay_domains WHERE domain = '%s'",
       'dp-virtual-mailboxes.cf': `SELECT maildir FROM dp_virtual_mailbox_maps WHERE address = ${key}`,
       'dp-transport.cf': via
-        ? `SELECT v FROM (SELECT '${via}' AS v, 0 AS o FROM dp_auto_reply_addresses WHERE address = ${key} `
-          + `UNION ALL SELECT transport, 1 FROM dp_transport WHERE address = ${key}) ORDER BY o LIMIT 1`
+        ? `SELECT CASE WHEN EXISTS (SELECT 1 FROM dp_auto_reply_addresses r WHERE r.address = ${key}) THEN '${via}' ELSE transport END FROM dp_transport WHERE address = ${key}`
         : `SELECT transport FROM dp_transport WHERE address = ${key}`,
       // groups and forwarding, then domain aliases: user@alias → user@target, only where the target receives
       'dp-virtual-aliases.cf': `SELECT destination FROM dp_virtual_aliases WHERE address = ${key} UNION ALL `
