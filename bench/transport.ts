@@ -23,6 +23,7 @@ import { parseArgs } from 'node:util';
 import type { Dialect } from '../src/store/db.js';
 import { renderDataplane, type Manifest } from '../src/dataplane/render.js';
 import { down, reloadPostfix, up } from '../src/dataplane/instance.js';
+import { doveadm } from '../src/dataplane/doveadm.js';
 import { startTestPlatform } from '../test/support.js';
 import { freePorts } from '../test/dataplane-support.js';
 import { delivered, fileSize, provision, readFrom, send, type Mailbox } from './dataplane.js';
@@ -66,6 +67,12 @@ function delays(log: string): { sent: number[]; deferred: number } {
 
 async function run(manifest: Manifest, mailboxes: Mailbox[], smtpPort: number, v: Variant, roundNo: number) {
   const log = join(manifest.logDir, 'postfix.log');
+  // every run starts from empty mailboxes: Dovecot's delivery slows as a maildir grows, which would count
+  // against whichever variant runs later
+  for (const mb of mailboxes) {
+    const r = await doveadm(manifest.dovecotConfig, ['expunge', '-u', mb.login, 'mailbox', '*', 'all']);
+    if (r.code !== 0) throw new Error(`doveadm expunge ${mb.login}: ${r.code} ${r.stderr}`);
+  }
   if (WARMUP > 0) {
     const base = delivered(mailboxes);
     await send(smtpPort, mailboxes, WARMUP, Math.min(SESSIONS, mailboxes.length));

@@ -291,7 +291,7 @@ export class TransportAgent {
     }
     let pool = this.lmtpPools.get(route!);
     if (!pool) {
-      pool = new SmtpPool(to, this.o.hostname, { lmtp: true, maxIdle: 2 });
+      pool = new SmtpPool(to, this.o.hostname, { lmtp: true });
       this.lmtpPools.set(route!, pool);
     }
     let r: SendResult;

@@ -1,6 +1,9 @@
 import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { mkdtempSync, rmSync } from 'node:fs';
 import type { AddressInfo, Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { SMTPServer } from 'smtp-server';
 import { SmtpPool } from './smtp-pool.js';
 
@@ -116,5 +119,44 @@ describe('SmtpPool: reused connections to one SMTP listener', () => {
     const pool = new SmtpPool({ host: '127.0.0.1', port: 1 }, 'agent.test');
     await assert.rejects(pool.send({ from: 'a@a.example', to: ['r@b.example'] }, msg(1)), /ECONNREFUSED|connect/);
     pool.close();
+  });
+});
+
+describe('SmtpPool: LMTP over a unix socket (how the transport agent delivers to Dovecot)', () => {
+  const dir = mkdtempSync(join(tmpdir(), 'hmc-lmtp-'));
+  const path = join(dir, 'lmtp');
+  const got: string[] = [];
+  const server = new SMTPServer({
+    lmtp: true, authOptional: true, disabledCommands: ['STARTTLS', 'AUTH'], logger: false,
+    onData(stream, session, cb) {
+      stream.on('data', () => {});
+      stream.on('end', () => {
+        got.push(...session.envelope.rcptTo.map((r) => r.address));
+        // one answer per recipient: the second one's mailbox is full
+        cb(null, session.envelope.rcptTo.map((r, i) => (i === 1 ? Object.assign(new Error(`5.2.2 <${r.address}> Quota exceeded`), { responseCode: 552 }) : `2.0.0 <${r.address}> Saved`)) as unknown as undefined);
+      });
+    },
+  });
+  before(() => new Promise<void>((r) => server.listen(path, () => r())));
+  after(async () => {
+    await new Promise<void>((r) => server.close(() => r()));
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('per-recipient answers after the data come back as accepted and rejected, with the server\'s code', async () => {
+    const pool = new SmtpPool({ host: 'localhost', port: 0, path }, 'agent.test', { lmtp: true });
+    try {
+      const r = await pool.send({ from: 's@a.example', to: ['ok@b.example', 'full@b.example'] }, msg(1));
+      assert.deepEqual(r.accepted, ['ok@b.example']);
+      assert.deepEqual(r.rejected, ['full@b.example']);
+      assert.equal(r.rejectedResponses[0]!.code, 552);
+      assert.match(r.rejectedResponses[0]!.response, /Quota exceeded/);
+      // the connection is reused for the next delivery
+      const again = await pool.send({ from: 's@a.example', to: ['ok2@b.example'] }, msg(2));
+      assert.deepEqual(again.accepted, ['ok2@b.example']);
+      assert.deepEqual(got, ['ok@b.example', 'full@b.example', 'ok2@b.example']);
+    } finally {
+      pool.close();
+    }
   });
 });
