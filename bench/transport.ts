@@ -24,6 +24,7 @@ import type { Dialect } from '../src/store/db.js';
 import { renderDataplane, type Manifest } from '../src/dataplane/render.js';
 import { down, reloadPostfix, up } from '../src/dataplane/instance.js';
 import { doveadm } from '../src/dataplane/doveadm.js';
+import SMTPConnection from 'nodemailer/lib/smtp-connection';
 import { startTestPlatform } from '../test/support.js';
 import { freePorts } from '../test/dataplane-support.js';
 import { delivered, fileSize, provision, readFrom, send, type Mailbox } from './dataplane.js';
@@ -40,8 +41,10 @@ const { values: opt } = parseArgs({
     warmup: { type: 'string', default: '100' },
     rounds: { type: 'string', default: '2' },
     'reply-share': { type: 'string', default: '0.1' },
+    'idle-messages': { type: 'string', default: '50' },
   },
-  allowPositionals: false,
+  // the suites share the command line (transport.ts imports dataplane.ts): another suite's option values pass
+  allowPositionals: true,
   strict: false,
 });
 const MESSAGES = Number(opt.messages);
@@ -49,6 +52,7 @@ const SESSIONS = Number(opt.sessions);
 const WARMUP = Number(opt.warmup);
 const ROUNDS = Number(opt.rounds);
 const REPLY_SHARE = Number(opt['reply-share']);
+const IDLE_MESSAGES = Number(opt['idle-messages']);
 
 type Variant = 'direct' | 'agent' | 'every' | 'loop';
 
@@ -63,6 +67,28 @@ function delays(log: string): { sent: number[]; deferred: number } {
     else sent.push(Number(m[3]) * 1000);
   }
   return { sent, deferred };
+}
+
+/**
+ * Latency without load: IDLE_MESSAGES messages to one mailbox (the first, whose auto-reply is on in the agent and
+ * every variants), one at a time, each timed from the SMTP connect to its file in the maildir (ms, polled every ms).
+ */
+async function idleLatency(smtpPort: number, mb: Mailbox): Promise<number[]> {
+  const out: number[] = [];
+  for (let i = 0; i < IDLE_MESSAGES; i++) {
+    const before = delivered([mb]);
+    const t0 = performance.now();
+    const c = new SMTPConnection({ host: '127.0.0.1', port: smtpPort, ignoreTLS: true, name: 'bench.test' });
+    await new Promise<void>((res, rej) => {
+      c.once('error', rej);
+      c.connect(() => res());
+    });
+    await new Promise<void>((res, rej) => c.send({ from: 'idle@remote.example', to: [mb.login] }, `From: <idle@remote.example>\r\nTo: <${mb.login}>\r\nSubject: idle ${i}\r\nMessage-ID: <idle.${i}.${Date.now()}@remote.example>\r\n\r\n${'x'.repeat(76).concat('\r\n').repeat(13)}`, (e) => (e ? rej(e) : res())));
+    c.quit();
+    if (!(await until(async () => delivered([mb]) > before, 30_000, 1))) throw new Error(`idle message ${i} not delivered`);
+    out.push(performance.now() - t0);
+  }
+  return out;
 }
 
 async function run(manifest: Manifest, mailboxes: Mailbox[], smtpPort: number, v: Variant, roundNo: number) {
@@ -89,11 +115,12 @@ async function run(manifest: Manifest, mailboxes: Mailbox[], smtpPort: number, v
   let d = delays(readFrom(log, logFrom));
   await until(async () => (d = delays(readFrom(log, logFrom))).sent.length >= got, 5000, 50);
   const latency = d.sent;
+  const idle = await idleLatency(smtpPort, mailboxes[0]!);
   const out = {
     variant: v, round: roundNo, messages: MESSAGES, delivered: got, complete, seconds: round(ms / 1000, 3), msgsPerSec: round(got / (ms / 1000), 1),
-    latencyMs: summarize(latency), deferred: d.deferred, senderErrors: sent.errors.slice(0, 5),
+    latencyMs: summarize(latency), idleLatencyMs: summarize(idle), idleSamples: idle, deferred: d.deferred, senderErrors: sent.errors.slice(0, 5),
   };
-  progress(`  ${v.padEnd(6)} round ${roundNo}: ${got}/${MESSAGES} in ${out.seconds} s = ${out.msgsPerSec} msg/s, latency p50 ${out.latencyMs.p50} p99 ${out.latencyMs.p99} ms`);
+  progress(`  ${v.padEnd(6)} round ${roundNo}: ${got}/${MESSAGES} in ${out.seconds} s = ${out.msgsPerSec} msg/s, latency p50 ${out.latencyMs.p50} p99 ${out.latencyMs.p99} ms; one at a time p50 ${out.idleLatencyMs.p50} p99 ${out.idleLatencyMs.p99} ms`);
   return out;
 }
 
@@ -162,11 +189,16 @@ async function benchDatabase(dialect: Dialect) {
     const ceiling = round(loop.msgsPerSec / direct.msgsPerSec, 3);
     const p = (v: Variant, k: 'p50' | 'p99') => round(runs.filter((x) => x.variant === v).reduce((a, x) => a + (x.latencyMs as any)[k], 0) / ROUNDS, 1);
     const added = (v: Variant) => ({ p50Ms: round(p(v, 'p50') - p('direct', 'p50'), 1), p99Ms: round(p(v, 'p99') - p('direct', 'p99'), 1) });
+    // one message at a time through the agent against straight to LMTP (the queueing of the loaded runs above
+    // is ±500 ms from run to run and hides the agent's own share)
+    const idleOf = (v: Variant) => summarize(runs.filter((x) => x.variant === v).flatMap((x) => x.idleSamples));
+    const idle = { direct: idleOf('direct'), agent: idleOf('agent'), addedP50Ms: round(idleOf('agent').p50 - idleOf('direct').p50, 2), addedP99Ms: round(idleOf('agent').p99 - idleOf('direct').p99, 2) };
+    progress(`  one message at a time: direct p50 ${idle.direct.p50} p99 ${idle.direct.p99} ms, through the agent p50 ${idle.agent.p50} p99 ${idle.agent.p99} ms: added p50 ${idle.addedP50Ms} ms, p99 ${idle.addedP99Ms} ms`);
     progress(`  throughput ratio agent/direct = ${ratio} with ${withReply}/${mailboxes.length} mailboxes answering (agent ${agent.msgsPerSec} msg/s, direct ${direct.msgsPerSec} msg/s); added latency p50 ${added('agent').p50Ms} ms, p99 ${added('agent').p99Ms} ms`);
     progress(`  every message through the agent: every/direct = ${everyRatio} (${every.msgsPerSec} msg/s); a bare second queue pass: loop/direct = ${ceiling} (${loop.msgsPerSec} msg/s)`);
     return {
       throughput: { ratio, target: 0.9, met: ratio >= 0.9, answeringMailboxes: `${withReply}/${mailboxes.length}`, agent, direct, every, everyRatio, loop, secondQueuePassCeiling: ceiling },
-      addedLatency: added('agent'), addedLatencyEvery: added('every'), runs,
+      addedLatency: added('agent'), addedLatencyEvery: added('every'), addedLatencyOneAtATime: idle, runs: runs.map(({ idleSamples: _, ...r }) => r),
     };
   } finally {
     try {

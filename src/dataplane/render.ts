@@ -414,12 +414,18 @@ smtpd_sender_login_maps = ${mapRef('dp-sender-logins.cf')}
   -o smtpd_end_of_data_restrictions=
   -o smtpd_sasl_auth_enable=no
 `;
+  // connections to the agent are kept and reused (Postfix caches only under backlog by default): a new one
+  // waits 100 ms for the agent's greeting (smtp-server's early-talker check), a reused one does not (measured,
+  // one message at a time: 119 ms through the agent without, 20 ms with). Postfix matches the bare host of
+  // the next hop ("[host]" and "[host]:port" never matched)
+  const agentDestinations = agent?.host ?? '';
   const toAgent = (name: string) => `${name} unix  -       -       n       -       20      smtp
   -o syslog_name=postfix-hmc/${name === 'hmc-agent' ? 'agent' : name}
   -o smtp_tls_security_level=none
   -o smtp_send_xforward_command=no
   -o disable_mime_output_conversion=yes
   -o smtp_data_done_timeout=1200s
+  -o smtp_connection_cache_destinations=${agentDestinations}
 `;
   const agentServices = agent ? `# HMC's transport agent (transport/agent.ts): after-queue content filter (stamped MX mail, submitted mail),
 # delivery to mailboxes whose auto-reply answers, and the listeners it hands mail to

@@ -132,6 +132,8 @@ export class TransportAgent {
           secure: false,
           authOptional: true,
           disabledCommands: ['AUTH', 'STARTTLS'],
+          // Postfix on loopback: no client name to look up
+          disableReverseLookup: true,
           hideSize: this.o.maxMessageBytes === undefined,
           ...(this.o.maxMessageBytes !== undefined ? { size: this.o.maxMessageBytes } : {}),
           // a delivery is for one mailbox (Postfix's hmcdeliver_destination_recipient_limit = 1); a further
@@ -141,11 +143,14 @@ export class TransportAgent {
             else callback();
           },
           onData: (stream, session, callback) => {
-            // the answer names the queue id Postfix gave the handed-back copy: its log links the two
-            this.handle(input, stream, session).then((queued) => callback(null, `Ok: handed back, ${queued}`), (e: Error) => callback(e));
+            // the answer names the queue id Postfix gave the handed-back copy (or the mail server's id of the
+            // delivered one): its log links the two
+            this.handle(input, stream, session).then((answer) => callback(null, answer), (e: Error) => callback(e));
           },
         });
         server.on('error', (e) => this.log.warn({ err: e, input }, 'transport agent connection error'));
+        // answers go out at once, not held for the client's delayed ACK (Nagle's algorithm)
+        server.server.on('connection', (socket: import('node:net').Socket) => socket.setNoDelay(true));
         await new Promise<void>((res, rej) => {
           server.server.once('error', rej);
           server.listen(at.port, at.host, () => {
