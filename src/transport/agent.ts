@@ -22,8 +22,9 @@ import { activeAt, automatedReason, chooseReply, claimReply, composeReply, isKno
  * does what needs the message itself: the sender's authentication proof (stamp) and auto-replies.
  *
  * Only the mail that needs the agent goes through it. An after-queue filter on every message costs a second
- * queue pass whatever the filter does: measured 0.78-0.86 of the throughput without one on this machine (bench
- * --suite transport, loop variant), below the 0.9 the agent may cost. So Postfix (dataplane/render.ts) sends:
+ * queue pass whatever the filter does: measured 0.68-0.93 of the throughput without one on 2 cores over five
+ * runs (bench --suite transport, loop variant), mostly below the 0.9 the agent may cost. So Postfix
+ * (dataplane/render.ts) sends:
  * - submission: every submitted message (`content_filter=hmc-agent:[agent]:submissionPort`): every
  *   X-HMC-Stamp field is removed and the agent's own stamp added (stamp.ts), handed back to the reinjection
  *   listener (no filter, no address mapping, loopback only);
