@@ -26,7 +26,7 @@ import { down, up } from '../src/dataplane/instance.js';
 import { startTestPlatform, type TestPlatform } from '../test/support.js';
 import { setupMailOrg } from '../test/mail-support.js';
 import { freePorts } from '../test/dataplane-support.js';
-import { machineInfo, progress, round, summarize, until } from './lib.js';
+import { cpuByProcess, machineInfo, progress, round, summarize, until } from './lib.js';
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
 
@@ -66,7 +66,8 @@ const MAP_PROBES = Number(opt['map-probes']);
 const SENDER = 'bench@remote.example';
 const rate = (n: number, ms: number) => round(n / (ms / 1000), 1);
 
-type Variant = 'sql' | 'static';
+/** sql: as rendered (Dovecot's auth cache on); static: hash tables and passwd-files; sql-uncached: sql without the auth cache. */
+type Variant = 'sql' | 'static' | 'sql-uncached';
 
 export interface Mailbox { login: string; password: string; home: string }
 
@@ -268,7 +269,8 @@ async function prepareVariants(t: TestPlatform, m: Manifest): Promise<Pick<World
   const keys = await candidateKeys(db, t.dialect);
   const postfix = staticPostfix(m.postfixConfigDir, keys, staticFiles);
   const dovecot = await staticDovecot(db, m.dovecotConfig, keys, staticFiles);
-  return { keys, files: { sql: sqlFiles, static: staticFiles }, staticTables: { keys: keys.length, postfix, dovecot } };
+  const uncached = { ...sqlFiles, [m.dovecotConfig]: sqlFiles[m.dovecotConfig]!.replace(/^auth_cache_size = .*$/m, 'auth_cache_size = 0') };
+  return { keys, files: { sql: sqlFiles, static: staticFiles, 'sql-uncached': uncached }, staticTables: { keys: keys.length, postfix, dovecot } };
 }
 
 /** Stop (if started), put the variant's configuration in place, empty the mailboxes, start. */
@@ -410,11 +412,13 @@ async function mailRun(w: World, smtpPort: number, roundNo: number) {
   }
   const base = delivered(w.mailboxes);
   const logFrom = fileSize(log);
+  const cpu = cpuByProcess();
   const t0 = performance.now();
   const sent = await send(smtpPort, w.mailboxes, MESSAGES, SESSIONS);
   const acceptMs = performance.now() - t0;
   const complete = await until(async () => delivered(w.mailboxes) - base >= MESSAGES, 300_000, 10);
   const ms = performance.now() - t0;
+  const cpuSeconds = cpu.stop();
   const got = delivered(w.mailboxes) - base;
   // postlogd writes asynchronously: wait for the last lines
   await until(async () => postfixDeliveries(readFrom(log, logFrom)).sent.length >= got, 5000, 50);
@@ -423,6 +427,7 @@ async function mailRun(w: World, smtpPort: number, roundNo: number) {
     variant: v, round: roundNo, messages: MESSAGES, delivered: got, complete,
     seconds: round(ms / 1000, 3), msgsPerSec: rate(got, ms), smtpAcceptSeconds: round(acceptMs / 1000, 3),
     postfixDelayMs: summarize(pf.sent), deferred: pf.deferred, bounced: pf.bounced, senderErrors: sent.errors.slice(0, 5),
+    cpuSeconds,
   };
   progress(`  ${v.padEnd(6)} round ${roundNo}: ${got}/${MESSAGES} in ${out.seconds} s = ${out.msgsPerSec} msg/s (SMTP accepted in ${out.smtpAcceptSeconds} s), Postfix delay p50 ${out.postfixDelayMs.p50} p99 ${out.postfixDelayMs.p99} ms${sent.errors.length ? `, ${sent.errors.length} sender errors` : ''}`);
   return out;
@@ -630,13 +635,22 @@ async function benchDatabase(dialect: Dialect) {
       out.throughput = { ratio, target: 0.9, met: ratio >= 0.9, sql: sqlT, static: staticT, runs };
     }
     if (ONLY.has('auth')) {
-      // on whichever variant is up (SQL first when none is), then the other one (static, for reference)
+      // on whichever variant is up (SQL first when none is), then the others: the SQL lookups without the auth
+      // cache (every lookup a query) and the static tables, for reference
       const auth: Record<string, unknown> = {};
-      if (!w.current) await switchTo(w, 'sql');
-      auth[w.current!] = await authBench(w);
-      await switchTo(w, w.current === 'sql' ? 'static' : 'sql');
-      auth[w.current!] = await authBench(w);
-      out.auth = { bcryptCost: BCRYPT_COST, authCache: 'off (auth_cache_size = 0): every lookup is a query', sql: auth.sql, static: auth.static };
+      const world = w;
+      if (!world.current) await switchTo(world, 'sql');
+      const order: Variant[] = [world.current!, ...(['sql', 'sql-uncached', 'static'] as Variant[]).filter((v) => v !== world.current)];
+      for (const v of order) {
+        if (world.current !== v) await switchTo(world, v);
+        auth[v] = await authBench(world);
+      }
+      const cache = /^auth_cache_size = (\S+)$/m.exec(w.files.sql[w.manifest.dovecotConfig]!)?.[1] ?? '0';
+      const ttl = /^auth_cache_ttl = (.+)$/m.exec(w.files.sql[w.manifest.dovecotConfig]!)?.[1] ?? '';
+      out.auth = {
+        bcryptCost: BCRYPT_COST, authCache: cache === '0' ? 'off as rendered' : `as rendered: auth_cache_size = ${cache}, auth_cache_ttl = ${ttl}`,
+        sql: auth.sql, sqlUncached: auth['sql-uncached'], static: auth.static,
+      };
     }
     out.staticVariant = w.staticTables;
     return out;

@@ -1,4 +1,5 @@
 import { cpus, totalmem, release, availableParallelism, loadavg } from 'node:os';
+import { readdirSync, readFileSync } from 'node:fs';
 
 /** Small helpers shared by the benchmark: timing, percentiles, bounded concurrency, progress. */
 
@@ -72,5 +73,48 @@ export function machineInfo(): Record<string, unknown> {
     arch: process.arch,
     kernel: release(),
     loadAverage: loadavg().map((l) => round(l)),
+  };
+}
+
+/**
+ * CPU seconds spent per process name (Linux /proc) between start and stop: every process's utime+stime is
+ * sampled every `everyMs`; a process that started after `start` counts from zero, one that ends between two
+ * samples loses at most its last interval. What the bench's own process spends polling shows as `node`.
+ */
+export function cpuByProcess(everyMs = 100): { stop: () => Record<string, number> } {
+  const tick = 100; // USER_HZ on Linux
+  const bootTicks = () => Math.round(Number(readFileSync('/proc/uptime', 'utf8').split(' ')[0]) * tick);
+  const since = bootTicks();
+  const seen = new Map<string, { comm: string; first: number; last: number }>();
+  const sample = () => {
+    for (const pid of readdirSync('/proc')) {
+      if (!/^\d+$/.test(pid)) continue;
+      let s: string;
+      try {
+        s = readFileSync(`/proc/${pid}/stat`, 'utf8');
+      } catch {
+        continue; // gone
+      }
+      const r = s.lastIndexOf(')');
+      const comm = s.slice(s.indexOf('(') + 1, r);
+      const f = s.slice(r + 2).split(' ');
+      const used = Number(f[11]) + Number(f[12]);
+      const started = Number(f[19]);
+      const key = `${pid}/${started}`;
+      const p = seen.get(key);
+      if (p) p.last = used;
+      else seen.set(key, { comm, first: started >= since ? 0 : used, last: used });
+    }
+  };
+  sample();
+  const timer = setInterval(sample, everyMs);
+  return {
+    stop() {
+      clearInterval(timer);
+      sample();
+      const out: Record<string, number> = {};
+      for (const p of seen.values()) if (p.last > p.first) out[p.comm] = (out[p.comm] ?? 0) + (p.last - p.first) / tick;
+      return Object.fromEntries(Object.entries(out).sort((a, b) => b[1] - a[1]).map(([k, v]) => [k, round(v)]));
+    },
   };
 }

@@ -228,7 +228,7 @@ async function benchRaw(tdb: TestDatabase, org: { id: string; resellerId: string
 interface Server {
   url: string;
   idleRss: number;
-  rss(reset?: boolean): Promise<{ max: number; current: number; heapTotal: number; heapUsed: number; external: number; cpu: NodeJS.CpuUsage }>;
+  rss(reset?: boolean): Promise<{ max: number; current: number; heapTotal: number; heapUsed: number; external: number; cpu: NodeJS.CpuUsage; loop: { p50: number; p99: number; max: number } }>;
   /** Memory after a full garbage collection (asked after a phase's max RSS was read). */
   afterGc(): Promise<{ rss: number; heapTotal: number; heapUsed: number }>;
   stop(): Promise<void>;
@@ -343,7 +343,7 @@ async function benchHttp(server: Server, api: ReturnType<typeof client>, store: 
   const cpuMs = (rss.cpu.user + rss.cpu.system - before.cpu.user - before.cpu.system) / 1000;
   const gc = await server.afterGc();
   const lat = summarize(run.latencies);
-  progress(`  (b) HTTP: ${run.accepted}/${n} users in ${round(run.ms / 1000)} s = ${rate(run.accepted, run.ms)} users/s; p50 ${lat.p50} p99 ${lat.p99} max ${lat.max} ms; server max RSS ${mb(rss.max)} MB; server CPU ${round(cpuMs / n, 3)} ms a user`);
+  progress(`  (b) HTTP: ${run.accepted}/${n} users in ${round(run.ms / 1000)} s = ${rate(run.accepted, run.ms)} users/s; p50 ${lat.p50} p99 ${lat.p99} max ${lat.max} ms; server max RSS ${mb(rss.max)} MB; server CPU ${round(cpuMs / n, 3)} ms a user; server event loop delay p99 ${rss.loop.p99} max ${rss.loop.max} ms`);
   const jobs = workers ? await drainJobs(store, t0, t1, run.accepted) : null;
   if (jobs) progress(`  (b) jobs drained ${jobs.drainSecondsAfterSubmit} s after the last POST`);
   return {
@@ -357,6 +357,8 @@ async function benchHttp(server: Server, api: ReturnType<typeof client>, store: 
     usersPerSec: rate(run.accepted, run.ms),
     latencyMs: lat,
     serverCpuMsPerUser: round(cpuMs / n, 3),
+    /** how long the server's event loop was held up during the run (perf_hooks.monitorEventLoopDelay, 1 ms resolution) */
+    serverEventLoopDelayMs: rss.loop,
     serverMaxRssMB: mb(rss.max),
     serverMemoryAfterMB: memoryMB(rss),
     serverMemoryAfterGcMB: memoryAfterGcMB(gc),

@@ -2,8 +2,9 @@
  * The benchmark's server process: the real platform (API + in-process workers) on the configuration
  * it is given, so the client's memory and CPU are not counted as the server's. Talks to bench/run.ts
  * over the fork IPC channel: sends `ready` with its URL, answers `rss` (max resident set size since
- * the last reset, sampled every 50 ms, and the process's CPU time so far), `gc` (memory after a full collection) and `stop`.
+ * the last reset, sampled every 50 ms, the event loop's delay since then, and the process's CPU time so far), `gc` (memory after a full collection) and `stop`.
  */
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { createPlatform } from '../src/app.js';
 import type { Config } from '../src/core/config.js';
 
@@ -21,6 +22,10 @@ const sampler = setInterval(() => {
   if (r > maxRss) maxRss = r;
 }, 50);
 
+// how long the event loop was held up (a request arriving then waits as long): reset with the RSS maximum
+const loopDelay = monitorEventLoopDelay({ resolution: 1 });
+loopDelay.enable();
+
 const platform = await createPlatform(config, { logger: false, migrate: false });
 const url = await platform.listen();
 process.send({ type: 'ready', url, rss: process.memoryUsage.rss() });
@@ -30,8 +35,13 @@ process.on('message', (m: Msg) => {
     const current = process.memoryUsage.rss();
     maxRss = Math.max(maxRss, current);
     const mem = process.memoryUsage();
-    process.send!({ type: 'rss', max: maxRss, current, heapTotal: mem.heapTotal, heapUsed: mem.heapUsed, external: mem.external, cpu: process.cpuUsage() });
-    if (m.reset) maxRss = current;
+    const ms = (ns: number) => Math.round(ns / 1e4) / 100;
+    const loop = { p50: ms(loopDelay.percentile(50)), p99: ms(loopDelay.percentile(99)), max: ms(loopDelay.max) };
+    process.send!({ type: 'rss', max: maxRss, current, heapTotal: mem.heapTotal, heapUsed: mem.heapUsed, external: mem.external, cpu: process.cpuUsage(), loop });
+    if (m.reset) {
+      maxRss = current;
+      loopDelay.reset();
+    }
   } else if (m.type === 'gc') {
     // live heap after a full collection (run.ts starts us with --expose-gc), to tell garbage from a leak
     (globalThis as { gc?: () => void }).gc?.();

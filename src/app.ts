@@ -20,6 +20,7 @@ import { createFilesProvider } from './dataplane/files-provider.js';
 import { createFilesMailstore } from './dataplane/files-mailstore.js';
 import { createDovecotMailstore } from './dataplane/dovecot-mailstore.js';
 import { followDomainClassChanges, followJobs } from './dataplane/follow.js';
+import { authCacheJobs, followAuthCaches } from './dataplane/auth-cache.js';
 import { dataplaneDovecotConfigs, doveadmUsage, parseListenAddress, startPolicyService, type PolicyService } from './dataplane/policy.js';
 import { moveJobs, moveProcedures } from './resources/moves.js';
 import { purgeDataJobs } from './resources/purge.js';
@@ -185,6 +186,8 @@ export async function createPlatform(config: Config, opts: PlatformOptions = {})
   engine.register(dataplaneRepair);
   for (const [kind, h] of Object.entries(dataplaneRepairJobs(engine, config.dataplaneRoot))) engine.handle(kind, h);
   engine.followEvents(followDomainClassChanges(config.dataplaneRoot));
+  engine.followChanges(followAuthCaches(config.dataplaneRoot));
+  for (const [kind, h] of Object.entries(authCacheJobs(engine, config.dataplaneRoot))) engine.handle(kind, h);
   for (const [kind, h] of Object.entries(followJobs(config.dataplaneRoot))) engine.handle(kind, h);
   engine.followEvents(followFullAccessChanges(config.dataplaneRoot));
   for (const [kind, h] of Object.entries(fullAccessJobs(engine, config.dataplaneRoot))) engine.handle(kind, h);

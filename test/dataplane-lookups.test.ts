@@ -87,6 +87,21 @@ for (const dialect of DIALECTS) {
     const run = async (q: string) => (await sql.raw<Record<string, unknown>>(q).execute(t.platform.store.db)).rows;
     const firstColumn = (rows: Record<string, unknown>[]) => rows.map((r) => String(Object.values(r)[0])).sort();
 
+    test("Dovecot's auth cache keeps positive answers only, for the TTL asked (0 = no cache); Postfix skips the sanity lookups of relay_domains", () => {
+      const conf = files['dovecot/dovecot.conf']!.text;
+      assert.equal(setting(conf, 'auth_cache_size'), '16M');
+      assert.equal(setting(conf, 'auth_cache_ttl'), '300 secs');
+      assert.equal(setting(conf, 'auth_cache_negative_ttl'), '0', 'an unknown user is never cached: a user made a moment ago is found at once');
+      const database = { sqlitePath: '/nonexistent/hmc.db' };
+      const off = renderFiles(server, { outDir: '/nonexistent/lookups', database, smtpPort: 2525, plaintextAuth: true, authCacheTtlSeconds: 0 }).files;
+      assert.equal(setting(off['dovecot/dovecot.conf']!.text, 'auth_cache_size'), '0');
+      const minute = renderFiles(server, { outDir: '/nonexistent/lookups', database, smtpPort: 2525, plaintextAuth: true, authCacheTtlSeconds: 60 }).files;
+      assert.equal(setting(minute['dovecot/dovecot.conf']!.text, 'auth_cache_ttl'), '60 secs');
+      assert.throws(() => renderFiles(server, { outDir: '/nonexistent/lookups', database, smtpPort: 2525, plaintextAuth: true, authCacheTtlSeconds: -1 }), (e: any) => e.code === 'invalid_request');
+      // trivial-rewrite would otherwise ask relay_domains (the domain and each parent) for every hosted recipient
+      assert.equal(setting(files['postfix/etc/main.cf']!.text, 'helpful_warnings'), 'no');
+    });
+
     test('the gated alias lookup answers exactly what the whole alias query answers, for every kind of key', async () => {
       const main = files['postfix/etc/main.cf']!.text;
       const aliasSetting = setting(main, 'virtual_alias_maps')!;

@@ -312,7 +312,8 @@ for (const dialect of DIALECTS) {
         const before = `before ${tag()}`;
         await mx.sendMail({ from: 'someone@remote.example', to: dora, subject: before, text: 'x\n' });
         await eventually('delivery', () => inbox(dora), (s) => s.includes(before));
-        await t.ok('DELETE', url, undefined, a.orgAdmin);
+        // the request is done once every Dovecot here forgot what its auth cache held (dataplane/auth-cache.ts)
+        await t.ok('DELETE', `${url}?wait=true`, undefined, a.orgAdmin);
         await assert.rejects(mx.sendMail({ from: 'someone@remote.example', to: dora, subject: 'while deleted', text: 'x\n' }), (e: any) => {
           assert.equal(e.command, 'RCPT TO', e.message);
           assert.equal(e.responseCode, 550, e.message);

@@ -184,6 +184,36 @@ for (const dialect of DIALECTS) {
       assert.equal(readFileSync(block.path, 'utf8'), block.content);
     });
 
+    test("a change follower: its job is one of every change's jobs, the request waits for it and fails (compensated) when it fails for good", async () => {
+      const seen: string[] = [];
+      let on = false;
+      let failOnce = false;
+      const engine = t.platform.engine;
+      engine.handle('test.follower', {
+        async run(p) {
+          seen.push((p as { proc: string }).proc);
+          if (failOnce) {
+            failOnce = false; // the compensation's own follower job then succeeds
+            throw Errors.backendFailed('follower fake: fails for good', { retryable: false });
+          }
+        },
+      });
+      engine.followChanges((proc) => (on ? [{ kind: 'test.follower', payload: { proc }, queueKey: 'test:follower' }] : []));
+      const { org } = await t.tenant('follow');
+      on = true;
+      try {
+        await t.ok('POST', `/api/v1/organizations/${org.id}/users?wait=true`, { login: 'one@follow.example' });
+        assert.equal(seen.length, 1, 'the follower ran before ?wait=true returned');
+        failOnce = true;
+        const r = await t.call('POST', `/api/v1/organizations/${org.id}/users?wait=true`, { body: { login: 'two@follow.example' } });
+        assertProblem(r, 503, 'backend_failed');
+        assert.equal(seen.length, 3, 'the failed change and its compensation were each followed');
+        assert.deepEqual((await usersOf(org.id)).map((x) => x.login), ['one@follow.example'], 'the change whose follower failed was undone');
+      } finally {
+        on = false;
+      }
+    });
+
     test('a request is a resource: state, target, steps and timings; secrets redacted', async () => {
       const { org } = await t.tenant('reqres');
       const r = await t.call('POST', `/api/v1/organizations/${org.id}/users?wait=true`, { body: { login: 'r@reqres.example', password: 'request-secret' } });

@@ -9,6 +9,7 @@ import type { MailboxDataProvider, MailboxDataRef } from '../resources/ports.js'
 import type { Db } from '../store/db.js';
 import { renderedDirs, renderedPlane } from './follow.js';
 import { reloadPostfix } from './instance.js';
+import { flushAuthCaches } from './auth-cache.js';
 import type { Manifest } from './render.js';
 
 /**
@@ -221,6 +222,9 @@ export function createDovecotMailstore(opts: DovecotMailstoreOptions): MailboxDa
       ctx.log.info({ mailbox: from.mailboxId, from: from.storeId, to: to.storeId, ms: Date.now() - t0 }, 'mailbox data moved');
     },
     async finishMove(from, to, ctx) {
+      // moving_from was just cleared: a Dovecot that cached the old home for this mailbox must forget it
+      // before the last drain, or a late delivery there would land in the old home after it (auth-cache.ts)
+      await flushAuthCaches(opts.dataplaneRoot);
       const m = await planMove(from, to);
       if (m) await drain(m, ctx);
     },

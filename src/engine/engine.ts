@@ -93,6 +93,7 @@ export class Engine {
   private readonly validators = new Map<string, TypeCheck<TSchema>>();
   private readonly handlers = new Map<string, JobHandler>();
   private readonly eventFollowers: Array<(events: readonly BillingEventSpec[]) => JobSpec[]> = [];
+  private readonly changeFollowers: Array<(procedureId: string) => JobSpec[]> = [];
   private readonly prepareDeps: PrepareDeps;
   private readonly metrics: EngineMetrics | undefined;
   /** Emits 'jobs' when a commit queued jobs, so in-process workers wake at once. */
@@ -131,6 +132,21 @@ export class Engine {
   followEvents(fn: (events: readonly BillingEventSpec[]) => JobSpec[]): this {
     this.eventFollowers.push(fn);
     return this;
+  }
+
+  /**
+   * Jobs that follow every change (a procedure's run or its compensation), added to the change's own jobs: the
+   * request waits for them like for any of its jobs, and fails (compensated) when one fails for good. For what
+   * must hold before a change counts as made, whatever the change (e.g. the data plane's auth caches forget
+   * what they held: dataplane/auth-cache.ts).
+   */
+  followChanges(fn: (procedureId: string) => JobSpec[]): this {
+    this.changeFollowers.push(fn);
+    return this;
+  }
+
+  private followersOf(procedureId: string, rec: Recorded): void {
+    for (const f of this.changeFollowers) rec.jobs.push(...f(procedureId));
   }
 
   handle(kind: string, handler: JobHandler): this {
@@ -185,6 +201,7 @@ export class Engine {
           const rec = newRecorded();
           const t0 = performance.now();
           const result = (await proc.run(this.context(tx, principal, requestId, now, rec), prepared)) as R;
+          this.followersOf(procId, rec);
           const state: RequestState = rec.jobs.length > 0 ? 'running' : 'succeeded';
           // the hot path's INSERTs skip Kysely's builder (store/compiled.ts)
           await insertRow(tx, 'requests', {
@@ -347,6 +364,7 @@ export class Engine {
               result = await withSavepoint(tx, async () => {
                 rec = newRecorded();
                 const r = await proc.run(this.context(tx, principal, requestId, now, rec), item.prepared);
+                this.followersOf(proc.id, rec);
                 await this.writeRecorded(tx, principal, requestId, rec, now, item.seq);
                 await appendAudit(tx, {
                   requestId, principal, procedure: proc.id, phase: 'execute', outcome: 'succeeded', target: rec.target,
@@ -510,6 +528,7 @@ export class Engine {
     const t0 = performance.now();
     const rec = newRecorded();
     await proc.compensate(this.context(tx, { ...SYSTEM, actor: `compensation of ${req.id}` }, req.id, now, rec), data);
+    this.followersOf(proc.id, rec);
     await insertJobs(tx, req.id, 'compensation', rec.jobs, now, itemSeq);
     await this.writeRecorded(tx, SYSTEM, req.id, { ...rec, jobs: [] }, now, itemSeq);
     if (rec.jobs.length > 0) {

@@ -49,6 +49,7 @@ async function render(ctx: Ctx): Promise<number> {
       ...(ctx.opts.str('policy-service') ? { policyService: ctx.opts.str('policy-service') } : {}),
       ...(ctx.opts.str('message-size-limit') ? { messageSizeLimit: ctx.opts.int('message-size-limit', { min: 1024 }) } : {}),
       ...(ctx.opts.bool('no-auth-penalty') ? { authPenalty: false } : {}),
+      ...(ctx.opts.str('auth-cache-ttl') ? { authCacheTtlSeconds: ctx.opts.int('auth-cache-ttl', { min: 0 }) } : {}),
       ...agentPorts(ctx),
     });
     if (ctx.json) ctx.out(toJson(m));
@@ -120,6 +121,7 @@ export const dataplaneCommands: CommandSpec[] = [
       'policy-service': str('HOST:PORT', "HMC's policy service (HMC_POLICY_LISTEN of `hmc serve`): per-mailbox size, recipient and send-quota limits"),
       'message-size-limit': str('BYTES', 'largest message Postfix accepts at all (default 104857600)'),
       'no-auth-penalty': flag("turn off Dovecot's login failure delay and per-IP penalty (tests only)"),
+      'auth-cache-ttl': str('SECONDS', "Dovecot's auth cache TTL (default 300; 0 = off). The platform flushes it after every change on the data planes under HMC_DATAPLANE_ROOT; render a plane no platform flushes with 0"),
       'agent-port': str('N', "run mail through HMC's transport agent: the port it takes stamped MX mail on (with --reinject-port and --reply-port)"),
       'agent-submission-port': str('N', 'port the transport agent takes submitted mail on (default: --agent-port + 1)'),
       'agent-deliver-port': str('N', 'port the transport agent takes mail for mailboxes with an answering auto-reply on (default: --agent-port + 2)'),
