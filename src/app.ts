@@ -164,7 +164,7 @@ export async function createPlatform(config: Config, opts: PlatformOptions = {})
   if (opts.migrate !== false) await migrate(store, MIGRATIONS, { backupDir: join(config.dataDir, 'backups') });
   const metrics = createMetrics(() => store.db);
   const hasher: PasswordHasher = createPasswordHasher({ cost: config.bcryptCost });
-  const engine = new Engine({ store, txr: createTxRunner(store.db, store.dialect), log, prepare: { hashPassword: (p) => hasher.hash(p) }, metrics: metrics.engine });
+  const engine = new Engine({ store, txr: createTxRunner(store), log, prepare: { hashPassword: (p) => hasher.hash(p) }, metrics: metrics.engine });
   engine.register(...directoryProcedures);
   engine.register(...plansProcedures);
   const mailSettings: MailSettings = { addressQuarantineMs: config.addressQuarantineDays * DAY_MS, mailboxRetentionMs: config.mailboxRetentionDays * DAY_MS,

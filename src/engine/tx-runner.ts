@@ -1,5 +1,5 @@
 import { CompiledQuery, sql } from 'kysely';
-import type { Db, Dialect } from '../store/db.js';
+import type { Db, Store } from '../store/db.js';
 
 /** Runs a unit of work in a transaction. All engine writes go through one of these. */
 export interface TxRunner {
@@ -30,15 +30,18 @@ const RELEASE = CompiledQuery.raw('release "unit"');
 const ROLLBACK_TO = CompiledQuery.raw('rollback to "unit"');
 
 /**
- * SQLite group commit. SQLite has one writer and each COMMIT under synchronous=FULL costs an fsync, so
- * units that arrive while a commit is in flight are gathered and committed together: each runs inside
- * its own SAVEPOINT (a failing unit rolls back alone), then one COMMIT makes the whole group durable.
- * Nobody is told "done" before that COMMIT returns, so durability is unchanged.
+ * SQLite group commit. SQLite has one writer and each durable COMMIT costs an fsync, so units that arrive
+ * while a commit is in flight are gathered and committed together: each runs inside its own SAVEPOINT (a
+ * failing unit rolls back alone), then one COMMIT and one sync of the WAL (`sync`, the store's syncCommits,
+ * on the thread pool: the event loop serves requests meanwhile) make the whole group durable. Nobody is told
+ * "done" before that sync returns, so an acknowledged unit survives a power cut.
  */
-export function createSqliteTxRunner(db: Db, opts: { maxGroup?: number } = {}): TxRunner {
+export function createSqliteTxRunner(db: Db, opts: { maxGroup?: number; sync?: () => Promise<void> } = {}): TxRunner {
   const maxGroup = opts.maxGroup ?? 256;
   let queue: Pending[] = [];
   let flushing: Promise<void> | null = null;
+  /** Groups committed whose sync has not returned yet (their units not yet told). */
+  const syncing = new Set<Promise<void>>();
 
   async function flushOnce(): Promise<void> {
     const group = queue.splice(0, maxGroup);
@@ -85,18 +88,25 @@ export function createSqliteTxRunner(db: Db, opts: { maxGroup?: number } = {}): 
       for (const p of group) p.reject(e);
       return;
     }
-    group.forEach((p, i) => {
+    const settle = () => group.forEach((p, i) => {
       const o = outcomes[i]!;
       if (o.ok) p.resolve(o.value);
       else p.reject(o.error);
     });
+    if (!opts.sync) return settle();
+    // the store commits without syncing (synchronous=NORMAL): the WAL's sync runs on the thread pool and
+    // nobody hears "done" before it returned. The next group runs meanwhile (its own sync starts after its
+    // commit, so it covers both); a sync that fails fails its group, whose commit may not be durable.
+    const synced = opts.sync().then(settle, (e) => group.forEach((p) => p.reject(e)));
+    syncing.add(synced);
+    void synced.finally(() => syncing.delete(synced));
   }
 
   /**
    * Let more units join before the group starts: turn the event loop (so requests that arrived meanwhile
    * are read and submit their units) for as long as each turn adds units, up to GATHER_TURNS turns. One
-   * idle turn costs microseconds; a flush blocks the event loop until its COMMIT's fsync returns, and
-   * that fsync costs about the same for 5 units as for 16. Starting at the first turn closed a group
+   * idle turn costs microseconds; a group waits for its fsync, and that fsync costs about the same for 5
+   * units as for 16. Starting at the first turn closed a group
    * before the other clients' requests had been read (16 HTTP clients: groups of ~8, two fsyncs a round);
    * with this, a group of all 16 is the most common size in the bench.
    */
@@ -127,13 +137,16 @@ export function createSqliteTxRunner(db: Db, opts: { maxGroup?: number } = {}): 
       });
     },
     async drain() {
-      while (flushing) await flushing;
+      while (flushing || syncing.size > 0) {
+        if (flushing) await flushing;
+        await Promise.all(syncing);
+      }
     },
   };
 }
 
-export function createTxRunner(db: Db, dialect: Dialect): TxRunner {
-  return dialect === 'sqlite' ? createSqliteTxRunner(db) : createPgTxRunner(db);
+export function createTxRunner(store: Store): TxRunner {
+  return store.dialect === 'sqlite' ? createSqliteTxRunner(store.db, { sync: store.syncCommits }) : createPgTxRunner(store.db);
 }
 
 let savepointSeq = 0;
