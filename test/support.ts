@@ -63,7 +63,11 @@ export async function startTestPlatform(dialect: Dialect, opts: PlatformOptions 
       for (;;) {
         const r = await tp.ok('GET', `/api/v1/requests/${requestId}`);
         if (r.state === 'succeeded' || r.state === 'failed') return r;
-        if (Date.now() > deadline) throw new Error(`request ${requestId} still ${r.state}`);
+        if (Date.now() > deadline) {
+          // what it waits for: its jobs and their last errors
+          const jobs = await platform.store.db.selectFrom('jobs').select(['kind', 'state', 'attempts', 'last_error']).where('request_id', '=', requestId).execute().catch(() => []);
+          throw new Error(`request ${requestId} still ${r.state}; jobs: ${JSON.stringify(jobs)}`);
+        }
         await new Promise((res) => setTimeout(res, 20));
       }
     },

@@ -24,6 +24,8 @@ import type { Manifest } from './render.js';
  *
  * 1. Between servers, every Postfix here is reloaded: its qmgr keeps the last route it resolved for 30 s
  *    (resolve_clnt.c's one-entry cache), which would go on sending the mailbox's mail to the old server.
+ *    Every Dovecot here forgets its auth cache (auth-cache.ts): within one server, a cached userdb answer would
+ *    go on delivering to the old home, and the drain (3) would never run dry.
  * 2. The user's sessions on the old server end (`doveadm kick <login>`): opened before the switch, they work
  *    on the old home (a client filing a copy in Sent); the client logs in again and reaches the new home.
  * 3. Drain: rename the old home to `<home>.moving`, so nothing is added to what is read (a late delivery
@@ -214,6 +216,9 @@ export function createDovecotMailstore(opts: DovecotMailstoreOptions): MailboxDa
       if (!m) return;
       const t0 = Date.now();
       if (!m.sameServer) await rerouteMail();
+      // Dovecot may still hold the mailbox's old home in its auth cache (the request's own flush job can run after
+      // this one): until it forgets it, LMTP keeps delivering there and the drain below would never run dry
+      await flushAuthCaches(opts.dataplaneRoot);
       await kick(m.source, from.mailboxId, ctx);
       await drain(m, ctx);
       await pause(graceMs, ctx.signal);
