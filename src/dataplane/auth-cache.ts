@@ -8,9 +8,9 @@ import { readManifest } from './instance.js';
 /**
  * Dovecot's auth cache on the data planes this host manages (render.ts turns it on: auth_cache_size,
  * auth_cache_ttl, no negative entries). Without it every LMTP delivery and every quota-status check asks the
- * database for the recipient (two to three userdb queries a message), which took the SQL data plane to
- * 0.77 of the throughput of the same servers on static tables (bench --suite dataplane); with it, a
- * recipient costs a query once per TTL.
+ * database for the recipient (two to three userdb queries a message): Dovecot's auth process spent 1.21 s of
+ * CPU per 1,000 messages on SQLite against 0.09 s on passwd-files (bench --suite dataplane, cpuSeconds); with
+ * it, a recipient costs a query once per TTL.
  *
  * A cached answer must never outlive the change that made it wrong (a password, a quota, a suspended tenant,
  * a moved mailbox): every change the engine makes is followed by a flush job in the same request
