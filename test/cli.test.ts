@@ -2,10 +2,10 @@ import { describe, test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { DIALECTS, createTestDatabase, type TestDatabase } from '../src/store/testing.js';
+import { freePort } from './ports.js';
 
 /**
  * The `hmc` CLI end to end: real processes (`init`, `serve`, on PostgreSQL also `worker`) on a real database,
@@ -18,17 +18,6 @@ interface Run {
   code: number | null;
   stdout: string;
   stderr: string;
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.on('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => resolve(port));
-    });
-  });
 }
 
 function start(args: string[], env: NodeJS.ProcessEnv): ChildProcess {

@@ -330,6 +330,37 @@ for (const dialect of DIALECTS) {
       }
     });
 
+    test('when its retention is over, a deleted mailbox is purged from the data plane: its maildir is gone, no restore', async () => {
+      const erin = await person(a, 'erin');
+      const url = `${a.orgUrl}/mailboxes/${ids.get(erin)}`;
+      const row = await t.platform.store.db.selectFrom('mailboxes').select(['store_id', 'org_id']).where('id', '=', ids.get(erin)!).executeTakeFirstOrThrow();
+      const home = join(work.path, 'mail', row.store_id!, row.org_id, ids.get(erin)!);
+      const mx = nodemailer.createTransport({ host: '127.0.0.1', port: ports.smtp, secure: false, ignoreTLS: true });
+      try {
+        const subject = `kept until the purge ${tag()}`;
+        await mx.sendMail({ from: 'someone@remote.example', to: erin, subject, text: 'x\n' });
+        await eventually('delivery', () => inbox(erin), (s) => s.includes(subject));
+      } finally {
+        mx.close();
+      }
+      assert.ok(existsSync(join(home, 'Maildir')), home);
+      const deleted = await t.ok('DELETE', `${url}?wait=true`, undefined, a.orgAdmin);
+      assert.ok(deleted.purgeRequestId && Date.parse(deleted.purgeAfter) > Date.now() + 3600_000, JSON.stringify(deleted));
+      assert.equal((await t.ok('GET', `/api/v1/requests/${deleted.purgeRequestId}`)).state, 'running', 'waits for the retention');
+      assert.ok(existsSync(join(home, 'Maildir')), 'kept, restorable, during the retention');
+      // the retention is over: the purge's jobs come due now (they are scheduled for purgeAfter)
+      await t.platform.store.db.updateTable('jobs').set({ run_at: Date.now() }).where('request_id', '=', deleted.purgeRequestId).where('state', '=', 'queued').execute();
+      assert.equal((await t.settle(deleted.purgeRequestId, 30_000)).state, 'succeeded');
+      assert.ok(!existsSync(home), 'the purge removed the maildir');
+      for (const r of [await t.call('GET', url, { token: a.orgAdmin }), await t.call('POST', `${url}/restore`, { token: a.orgAdmin })]) {
+        assert.equal(r.statusCode, 404, r.body);
+        assert.equal(r.json().code, 'not_found');
+      }
+      await assert.rejects(inbox(erin), 'no login');
+      const left = (await t.ok('GET', '/api/v1/check')).findings.filter((f: any) => f.code.startsWith('dataplane_'));
+      assert.deepEqual(left, [], 'nothing of it left for hmc check to find');
+    });
+
     test("the plan's protocol switches and a password change take effect at the next login", async () => {
       const carl = `carl@${a.domainName}`;
       const url = `${a.orgUrl}/mailboxes/${ids.get(carl)}`;

@@ -1,5 +1,4 @@
 import { chmodSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
-import { createServer, type Server } from 'node:net';
 import { join } from 'node:path';
 import { SMTPServer } from 'smtp-server';
 import { ImapFlow } from 'imapflow';
@@ -8,6 +7,8 @@ import { fakeIo } from '../src/cli/fake-io.js';
 import { down, up } from '../src/dataplane/instance.js';
 import type { Manifest } from '../src/dataplane/render.js';
 import type { TestPlatform } from './support.js';
+
+export { freePorts } from './ports.js';
 
 /**
  * Real data planes for tests: private Postfix and Dovecot instances (Debian packages, installed by
@@ -20,24 +21,6 @@ export const dataplaneSkip: string | false = !['/usr/sbin/postfix', '/usr/sbin/d
   : process.getuid?.() !== 0 ? 'needs root (the masters start as root)' : false;
 
 export const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
-
-/** `n` distinct ports on 127.0.0.1 that were free a moment ago (all held at once, so they differ). */
-export async function freePorts(n: number): Promise<number[]> {
-  const servers: Server[] = [];
-  try {
-    for (let i = 0; i < n; i++) {
-      const s = createServer();
-      await new Promise<void>((res, rej) => {
-        s.once('error', rej);
-        s.listen(0, '127.0.0.1', () => res());
-      });
-      servers.push(s);
-    }
-    return servers.map((s) => (s.address() as { port: number }).port);
-  } finally {
-    await Promise.all(servers.map((s) => new Promise((r) => s.close(r))));
-  }
-}
 
 /** A scratch directory the postfix user and the mail uid can pass through (mkdtemp makes 0700). */
 export function workDir(): { path: string; remove(): void } {

@@ -121,6 +121,8 @@ for (const dialect of DIALECTS) {
     test('a permanent job failure fails the request and compensates: state and disk back to before, audit shows both', async () => {
       const { org } = await t.tenant('comp');
       const block = blockOrgFolder(org.id);
+      const failedCount = async () => Number(/^hmc_requests_finished_total\{procedure="directory.create_user",state="failed"\} (\d+)$/m.exec((await t.call('GET', '/metrics', { token: '' })).body)?.[1] ?? 0);
+      const failedBefore = await failedCount();
 
       const r = await t.call('POST', `/api/v1/organizations/${org.id}/users`, { body: { login: 'doomed@comp.example', password: 'doomed-password' } });
       assert.equal(r.statusCode, 202, r.body);
@@ -130,6 +132,9 @@ for (const dialect of DIALECTS) {
       assert.equal(req.state, 'failed');
       assert.equal(req.error.code, 'backend_failed', JSON.stringify(req.error));
       assert.ok(req.finishedAt);
+      // /metrics counts it as a failure of its procedure (once the worker's transaction is counted: poll briefly)
+      for (const until = Date.now() + 5000; (await failedCount()) === failedBefore && Date.now() < until; ) await new Promise((res) => setTimeout(res, 20));
+      assert.equal(await failedCount(), failedBefore + 1);
 
       // the user is gone from the API
       assertProblem(await t.call('GET', `/api/v1/organizations/${org.id}/users/${user.id}`), 404, 'not_found');
@@ -270,6 +275,13 @@ for (const dialect of DIALECTS) {
         const r = await f.call('POST', `/api/v1/organizations/${org.id}/users`, { body: { login: 'patient@flaky.example' } });
         assert.equal(r.statusCode, 202, r.body);
         const user = r.json();
+        // while it waits in backoff, /metrics shows an open job and its age
+        for (const until = Date.now() + 10_000; !homes.calls.get(user.id) && Date.now() < until; ) await new Promise((res) => setTimeout(res, 10));
+        assert.ok(homes.calls.get(user.id), 'first attempt ran');
+        const open = (await f.call('GET', '/metrics', { token: '' })).body;
+        const depth = Number(/^hmc_jobs_queued (\S+)$/m.exec(open)?.[1]) + Number(/^hmc_jobs_running (\S+)$/m.exec(open)?.[1]);
+        assert.ok(depth >= 1, open);
+        assert.ok(Number(/^hmc_jobs_oldest_age_seconds (\S+)$/m.exec(open)?.[1]) > 0, open);
         // backoff starts at 0.5-1 s, then 1-2 s: well inside this deadline
         const req = await f.settle(requestId(r), 15_000);
         assert.equal(req.state, 'succeeded', JSON.stringify(req.error));
@@ -283,6 +295,8 @@ for (const dialect of DIALECTS) {
         assert.equal((await f.ok('GET', `/api/v1/organizations/${org.id}/users/${user.id}`)).state, 'active');
         const metrics = (await f.call('GET', '/metrics', { token: '' })).body;
         assert.match(metrics, /hmc_jobs_finished_total\{kind="files.converge_home",outcome="retry"\} 2/);
+        assert.match(metrics, /^hmc_requests_finished_total\{procedure="directory.create_user",state="succeeded"\} 1$/m);
+        assert.doesNotMatch(metrics, /hmc_requests_finished_total\{[^}]*state="failed"/);
       });
     });
 

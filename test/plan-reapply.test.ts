@@ -46,11 +46,11 @@ for (const dialect of DIALECTS) {
           ...(body ? { body: JSON.stringify(body) } : {}),
         });
         const text = await r.text();
-        if (r.status >= 300) throw new Error(`${method} ${path} -> ${r.status} ${text}`);
+        if (r.status >= 300) throw new Error(`${method} ${path} -> ${r.status} ${text}\n${server?.logTail() ?? ''}`);
         return JSON.parse(text);
       };
 
-      let server = await Child.start('serve#0', 'serve', env);
+      let server: Child | undefined = await Child.start('serve#0', 'serve', env);
       const edited = await api('PATCH', `/api/v1/plans/mailbox/${m.mailboxPlanId}`, { issueWarningQuota: 1500, prohibitSendQuota: 2500, prohibitSendReceiveQuota: 3500, maxMessagesPerHour: 42 });
       assert.equal(edited.version, 2);
       const batchId = edited.reapplyRequestId as string;

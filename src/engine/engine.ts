@@ -57,6 +57,15 @@ export interface SubmitResult<R = unknown> {
 export interface EngineMetrics {
   observe(procedure: string, outcome: 'ok' | 'rejected' | 'error', seconds: number): void;
   jobFinished(kind: string, outcome: 'done' | 'retry' | 'failed', seconds: number): void;
+  /** A request became terminal: at commit when it queued no job, else when its last job finished. */
+  requestFinished(procedure: string, state: 'succeeded' | 'failed', seconds: number): void;
+}
+
+/** What became terminal in a transaction, counted once it committed. */
+export interface FinishedRequest {
+  procedure: string;
+  state: 'succeeded' | 'failed';
+  seconds: number;
 }
 
 export interface EngineDeps {
@@ -246,7 +255,9 @@ export class Engine {
         throw e;
       }
       if (out.jobs > 0) this.signals.emit('jobs', out.keys);
-      this.metrics?.observe(procId, 'ok', (performance.now() - started) / 1000);
+      const seconds = (performance.now() - started) / 1000;
+      this.metrics?.observe(procId, 'ok', seconds);
+      if (out.state === 'succeeded') this.metrics?.requestFinished(procId, 'succeeded', seconds);
       return { requestId: out.requestId, state: out.state, result: out.result, replayed: false };
     } catch (e) {
       const err = this.mapError(e);
@@ -489,16 +500,22 @@ export class Engine {
     this.metrics?.jobFinished(kind, outcome, seconds);
   }
 
+  /** Counts a request that became terminal, after the transaction that made it so committed. */
+  metricsFinished(fin: FinishedRequest | null): void {
+    if (fin) this.metrics?.requestFinished(fin.procedure, fin.state, fin.seconds);
+  }
+
   /**
    * A job failed for good. In one transaction: mark it failed (fenced), cancel what of its request has
    * not started, and run the procedure's compensation, which writes the undo and queues its jobs.
    */
   async jobFailedForGood(job: JobRow, owner: string, error: HmcError): Promise<void> {
     let queued = false;
-    await this.txr.run(async (tx) => {
-      if (!(await failJob(tx, job.id, owner, JSON.stringify(error.toJSON())))) return;
+    const fin = await this.txr.run(async (tx): Promise<FinishedRequest | null> => {
+      queued = false;
+      if (!(await failJob(tx, job.id, owner, JSON.stringify(error.toJSON())))) return null;
       const req = await tx.selectFrom('requests').selectAll().where('id', '=', job.request_id).executeTakeFirst();
-      if (!req) return;
+      if (!req) return null;
       const now = Date.now();
       const principal = JSON.parse(req.principal as string) as Principal;
       const proc = this.procedures.get(req.procedure as string);
@@ -518,8 +535,9 @@ export class Engine {
         await tx.updateTable('requests').set({ state: 'compensating', error: JSON.stringify(error.toJSON()), updated_at: now }).where('id', '=', req.id).execute();
         queued = await this.compensate(tx, req, principal, proc, req.compensation ? JSON.parse(req.compensation as string) : undefined, null, now);
       }
-      await this.finishIfDone(tx, req.id as string);
+      return this.finishIfDone(tx, req.id as string);
     });
+    this.metricsFinished(fin);
     if (queued) this.signals.emit('jobs');
   }
 
@@ -543,17 +561,17 @@ export class Engine {
   }
 
   /** After a job finished: count it, and when the request has nothing open left, make it terminal. */
-  async jobDone(tx: Db, job: JobRow): Promise<void> {
+  async jobDone(tx: Db, job: JobRow): Promise<FinishedRequest | null> {
     // RETURNING: the row finishIfDone needs, without reading it again. Once per job: fixed text (store/compiled.ts)
     const r = await runSql(tx, 'UPDATE requests SET jobs_done = jobs_done + 1, updated_at = ? WHERE id = ? RETURNING *', [Date.now(), job.request_id]);
-    await this.finishIfDone(tx, job.request_id, r.rows[0]);
+    return this.finishIfDone(tx, job.request_id, r.rows[0]);
   }
 
   /** `current`: the request's row as this transaction last wrote it, when the caller has it. */
-  private async finishIfDone(tx: Db, requestId: string, current?: Record<string, any>): Promise<void> {
-    if ((await openJobCount(tx, requestId)) > 0) return;
+  private async finishIfDone(tx: Db, requestId: string, current?: Record<string, any>): Promise<FinishedRequest | null> {
+    if ((await openJobCount(tx, requestId)) > 0) return null;
     const req = current ?? (await tx.selectFrom('requests').selectAll().where('id', '=', requestId).executeTakeFirst());
-    if (!req || (req.state !== 'running' && req.state !== 'compensating')) return;
+    if (!req || (req.state !== 'running' && req.state !== 'compensating')) return null;
     const now = Date.now();
     const failedForGood = req.state === 'compensating' || (req.error && JSON.parse(req.error as string).code === 'compensation_failed');
     const state: RequestState = failedForGood ? 'failed' : 'succeeded';
@@ -569,5 +587,6 @@ export class Engine {
       input: undefined, before: undefined, after: undefined, error: req.error ? JSON.parse(req.error as string) : null,
       durationMs: now - Number(req.created_at), now,
     });
+    return { procedure: req.procedure as string, state, seconds: (now - Number(req.created_at)) / 1000 };
   }
 }

@@ -262,7 +262,7 @@ export async function openJobCount(tx: Db, requestId: string): Promise<number> {
   return Number(r.rows[0]!.n);
 }
 
-/** Queue depth and age of the oldest ready job, for /metrics. */
+/** Queue depth and age of the oldest open job (queued, in backoff or running), for /metrics. */
 export async function queueStats(db: Db, now = Date.now()): Promise<{ queued: number; running: number; oldestAgeMs: number }> {
   const rows = await db
     .selectFrom('jobs')

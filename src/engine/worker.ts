@@ -1,7 +1,7 @@
 import { hostname } from 'node:os';
 import { randomBytes } from 'node:crypto';
 import { Errors, HmcError, isHmcError } from '../core/errors.js';
-import type { Engine } from './engine.js';
+import type { Engine, FinishedRequest } from './engine.js';
 import { backoffMs, claimJobs, claimNextOfKey, completeJob, heartbeat, retryJob, sweepExpired, type JobRow } from './queue.js';
 
 export interface WorkerOptions {
@@ -181,12 +181,15 @@ export class Worker {
     const seconds = (performance.now() - started) / 1000;
     try {
       if (!error) {
+        let finished: FinishedRequest | null = null;
         const next = await engine.txr.run(async (tx) => {
+          finished = null;
           if (!(await completeJob(tx, job.id, this.owner))) return null;
-          await engine.jobDone(tx, job);
+          finished = await engine.jobDone(tx, job);
           return this.stopping ? null : claimNextOfKey(tx, engine.store.dialect, this.owner, job.queue_key, this.leaseMs);
         });
         engine.metricsJob(job.kind, 'done', seconds);
+        engine.metricsFinished(finished);
         return next;
       } else if (error.retryable && job.attempts < job.max_attempts) {
         log.warn({ err: error.message, attempt: job.attempts }, 'job failed, will retry');

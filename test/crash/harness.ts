@@ -4,7 +4,6 @@
  * the same Idempotency-Key until it gets an answer.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createServer } from 'node:net';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -23,17 +22,7 @@ export async function killAllChildren(): Promise<void> {
   await Promise.all([...LIVE].map((c) => c.kill()));
 }
 
-/** A port on 127.0.0.1 that was free a moment ago. */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const s = createServer();
-    s.once('error', reject);
-    s.listen(0, '127.0.0.1', () => {
-      const a = s.address();
-      s.close(() => (a && typeof a === 'object' ? resolve(a.port) : reject(new Error('no port'))));
-    });
-  });
-}
+export { freePort } from '../ports.js';
 
 export { prng } from '../prng.js';
 
