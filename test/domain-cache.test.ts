@@ -4,7 +4,9 @@ import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pino, type Logger } from 'pino';
-import { createTestDatabase, DIALECTS } from '../src/store/testing.js';
+import pg from 'pg';
+import { sql } from 'kysely';
+import { createTestDatabase, DIALECTS, TEST_PG_URL } from '../src/store/testing.js';
 import { migrate } from '../src/store/migrate.js';
 import { MIGRATIONS } from '../src/migrations.js';
 import { DomainCache, type CachedDomain } from '../src/transport/domain-cache.js';
@@ -181,6 +183,59 @@ for (const dialect of DIALECTS) {
         }
         // serving a snapshot never rewrites it
         assert.equal(readSnapshot(path)!.domains.length, writer.size);
+      });
+
+      test('a running cache whose database stops keeps serving what it holds, says why, and takes the database back', async () => {
+        // its own platform: this test takes the database away
+        const t2 = await startTestPlatform(dialect);
+        const c = new DomainCache({ store: t2.platform.store, databaseUrl: t2.config.databaseUrl, snapshotPath: join(dir, 'stopping.json') });
+        let down = false;
+        // PostgreSQL: the server refuses the database and drops its sessions (the feed's LISTEN connection with them).
+        // SQLite is a file inside the process: what "stopped" can mean there is that it cannot be read, here by
+        // renaming the table the cache reads.
+        const setDown = async (on: boolean) => {
+          if (dialect === 'postgres') {
+            const admin = new pg.Client({ connectionString: TEST_PG_URL });
+            await admin.connect();
+            try {
+              const name = new URL(t2.tdb.url!).pathname.slice(1);
+              await admin.query(`ALTER DATABASE ${name} ALLOW_CONNECTIONS ${on ? 'false' : 'true'}`);
+              if (on) await admin.query('SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()', [name]);
+            } finally {
+              await admin.end();
+            }
+          } else {
+            await sql.raw(on ? 'ALTER TABLE accepted_domains RENAME TO accepted_domains_away' : 'ALTER TABLE accepted_domains_away RENAME TO accepted_domains').execute(t2.platform.store.db);
+          }
+          down = on;
+        };
+        try {
+          const a = await setupMailOrg(t2, 'dc-stop');
+          await c.start();
+          assert.equal(c.status().source, 'database');
+          const size = c.size;
+          assert.ok(size > 0 && c.lookup(a.domainName)?.orgId === a.org.id);
+
+          await setDown(true);
+          await assert.rejects(c.refresh(), /domain cache refresh failed/);
+          await assert.rejects(c.refresh(), /domain cache refresh failed/, 'still down');
+          assert.equal(c.size, size, 'nothing forgotten');
+          assert.equal(c.orgOfAddress(`someone@${a.domainName}`)?.orgId, a.org.id, 'lookups answer from memory');
+          assert.ok(c.status().lastError, 'the status says why');
+          if (dialect === 'postgres') await eventually('the feed noticing', () => !c.status().feedConnected);
+
+          await setDown(false);
+          // back: the feed reconnects and a full read follows by itself (an explicit refresh must not be needed)
+          if (dialect === 'postgres') await eventually('the feed back', () => c.status().feedConnected, 60_000);
+          else await c.refresh();
+          await eventually('a good refresh', () => c.status().lastError === null, 60_000);
+          assert.equal(c.size, size);
+          assert.equal(c.lookup(a.domainName)?.orgId, a.org.id);
+        } finally {
+          if (down) await setDown(false).catch(() => {});
+          await c.stop();
+          await t2.close();
+        }
       });
 
       test('a corrupt snapshot: an empty cache and a warning, never a crash', async () => {

@@ -399,6 +399,10 @@ relay_domains = ${mapRef('dp-relay-domains.cf')}
 helpful_warnings = no
 parent_domain_matches_subdomains = debug_peer_list,fast_flush_domains,mynetworks,permit_mx_backup_networks,qmqpd_authorized_clients,smtpd_access_maps
 relay_recipient_maps =
+# one copy per mailbox address: cleanup removes duplicate recipients by the rewritten address alone (with the
+# default, by original and rewritten address, so mail to a group and to one of its members, or to a forwarding
+# mailbox and its target, was delivered twice). Postfix then records no original recipient (ORCPT, X-Original-To)
+enable_original_recipient = no
 ${relayhost ? `relayhost = ${relayhost}\n` : ''}message_size_limit = ${messageSizeLimit}
 mailbox_size_limit = 0
 # each address to the LMTP endpoint of its mailbox's (or public folder's) mail server
