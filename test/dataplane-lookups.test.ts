@@ -148,6 +148,9 @@ for (const dialect of DIALECTS) {
       assert.deepEqual(await gated(`ann@alias-${A}`), [`ann@${A}`]);
       assert.deepEqual(await gated(`bob@${A}`), [`bob@${A}`, `carl@${A}`]);
       assert.deepEqual(await gated(`ann@${A}`), []);
+      // a secondary address rewrites to its mailbox's primary address (one recipient per mailbox: cleanup's duplicate filter)
+      assert.deepEqual(await gated(`annie@${A}`), [`ann@${A}`]);
+      assert.deepEqual(await gated(`annie@alias-${A}`), [`annie@${A}`]);
     });
 
     test('with the agent, the transport map routes exactly the addresses of mailboxes whose auto-reply answers now to it', async () => {

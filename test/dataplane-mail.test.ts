@@ -124,6 +124,12 @@ for (const dialect of DIALECTS) {
         await send(`all@${A}`, [ann, bob, carl], true);
         await send(annB, [annB]);
         await send(`team@${b.domainName}`, [annB]);
+        // one message to five addresses that all reach ann (two of them bob and, through him, carl): one copy each
+        const many = [ann, `annie@${A}`, `Annie@${aliasDomain}`, `info@${A}`, `team@${A}`];
+        const manySubject = `to ${many.length} addresses ${tag()}`;
+        const manySent = await mx.sendMail({ from: 'someone@remote.example', to: many, subject: manySubject, text: 'once\n' });
+        assert.equal(manySent.accepted.length, many.length);
+        for (const r of [ann, bob, carl]) expected.get(r)!.push(manySubject);
 
         // unknown addresses are refused at RCPT, so nothing is queued to bounce later (no backscatter)
         for (const to of [`ghost@${A}`, `ghost@${aliasDomain}`, `bob@${b.domainName}`, 'x@unhosted.example']) {

@@ -20,7 +20,7 @@ import { World, type Audience, type ModelGroup, type ModelMailbox, type ModelOrg
  * contacts of another tenant, nested groups, and auto-replies with per-organization texts. 2,000 random
  * messages (authenticated submission, MX from outside, MX forging a tenant's address) to 1-3 random recipients
  * of any spelling; then every mailbox must hold exactly the messages the test's own model (isolation-model.ts)
- * routes to it, the sink exactly the outside copies, and every auto-reply must be one the model owes: the
+ * routes to it, each once, the sink exactly the outside copies, and every auto-reply must be one the model owes: the
  * internal text only ever to an authenticated sender of the mailbox's own organization, one reply per sender
  * and mailbox. Seeded: a failure prints its seed, HMC_ISOLATION_SEED=<seed> replays it.
  */
@@ -428,6 +428,9 @@ for (const dialect of DIALECTS) {
           duplicates += n - 1;
           const spellings = [...routed.final].filter(([, m]) => label(m) === w).map(([a]) => a);
           if (duplicateExamples.length < 5) duplicateExamples.push(`${s.tag} to ${s.to.join(', ')}: ${n} copies in ${w}, reached as ${spellings.join(', ')}`);
+          // one copy per mailbox: secondary addresses rewrite to the primary and Postfix drops duplicate recipients
+          // by final address (dataplane migration 0023, enable_original_recipient = no)
+          fail(`${s.tag} (${s.kind} to ${s.to.join(', ')}): ${n} copies in ${w}, reached as ${spellings.join(', ')}`);
         }
         const senderOrg = world.orgOfAddress(s.from);
         if ([...routed.final.values()].some((m) => m.org !== senderOrg)) crossTenant++;

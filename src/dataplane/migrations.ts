@@ -399,16 +399,88 @@ export const dataplaneMigrations: Migration[] = [
       `);
     },
   },
+  /**
+   * One copy per mailbox. Every address of a mailbox was a mailbox address of its own (virtual_mailbox_maps,
+   * an LMTP recipient each), so a message to two addresses of one mailbox (its primary and an alias, or the
+   * alias and a group the mailbox is in) was delivered to it twice: Postfix removes duplicate recipients by
+   * address, and they were different addresses (the isolation test counted 31 duplicate copies in 7,133).
+   * Now a secondary address rewrites to the mailbox's primary address (dp_virtual_aliases), as postfixadmin-style
+   * setups do, and cleanup's duplicate filter sees one recipient. A mailbox that forwards and keeps a copy
+   * keeps it under its primary address only (the self-row of a secondary address would be a second recipient).
+   * The alias gate admits secondary addresses. Secondary addresses stay valid at RCPT (virtual_mailbox_maps)
+   * and in Dovecot's userdb. Data planes rendered before this keep the old SQLite gate (a file of the rendering)
+   * and their duplicates until they are rendered again; PostgreSQL's gate is in dp_pf_alias, replaced here.
+   */
+  {
+    id: '0023_dataplane_secondary_to_primary',
+    async up(db, dialect) {
+      if (dialect === 'sqlite') {
+        await sql.raw('DROP VIEW dp_virtual_aliases').execute(db);
+        await sql.raw(keyFirst(VIRTUAL_ALIASES_VIEW)).execute(db);
+        return;
+      }
+      await sql.raw(VIRTUAL_ALIASES_VIEW.replace('CREATE VIEW', 'CREATE OR REPLACE VIEW')).execute(db);
+      const local = "regexp_replace(k, '@[^@]*$', '')";
+      const domain = "substring(k from '@([^@]*)$')";
+      await runDdl(db, dialect, `
+        CREATE OR REPLACE FUNCTION dp_pf_alias(k text) RETURNS SETOF text LANGUAGE plpgsql STABLE SET plan_cache_mode = force_generic_plan AS $$ DECLARE l text := ${local}; d text := ${domain}; BEGIN IF NOT EXISTS (${aliasGateSql('k', 'd')}) THEN RETURN; END IF; RETURN QUERY SELECT v.destination::text FROM dp_virtual_aliases v WHERE v.address = k; IF d IS NOT NULL THEN RETURN QUERY SELECT l || '@' || t.name FROM accepted_domains a JOIN accepted_domains t ON t.domain_id = a.alias_of JOIN dp_live_orgs o ON o.id = a.org_id WHERE a.name = d AND t.org_id = a.org_id AND (EXISTS (SELECT 1 FROM dp_mailbox_addresses x WHERE x.address = l || '@' || t.name) OR EXISTS (SELECT 1 FROM dp_virtual_aliases y WHERE y.address = l || '@' || t.name)); END IF; END $$
+      `);
+    },
+  },
 ];
 
+/** dp_virtual_aliases as of 0023 (0012's, with the secondary-address rows; see 0023). */
+const VIRTUAL_ALIASES_VIEW = `CREATE VIEW dp_virtual_aliases AS
+  SELECT ga.address AS address, mm.primary_address AS destination
+  FROM addresses ga
+  JOIN mail_groups g ON g.group_id = ga.recipient_id AND g.org_id = ga.org_id
+  JOIN dp_live_orgs o ON o.id = g.org_id
+  JOIN mail_group_members gm ON gm.group_id = g.group_id AND gm.org_id = g.org_id AND gm.member_kind = 'mailbox'
+  JOIN mailboxes mm ON mm.id = gm.member_id AND mm.org_id = g.org_id
+  WHERE ga.recipient_kind = 'group' AND mm.state = 'active' AND mm.enabled = 1 AND mm.store_id IS NOT NULL
+  UNION ALL
+  SELECT ga.address, c.external_address
+  FROM addresses ga
+  JOIN mail_groups g ON g.group_id = ga.recipient_id AND g.org_id = ga.org_id
+  JOIN dp_live_orgs o ON o.id = g.org_id
+  JOIN mail_group_members gm ON gm.group_id = g.group_id AND gm.org_id = g.org_id AND gm.member_kind = 'contact'
+  JOIN contacts c ON c.id = gm.member_id AND c.org_id = g.org_id
+  WHERE ga.recipient_kind = 'group'
+  UNION ALL
+  SELECT ga.address, ng.primary_address
+  FROM addresses ga
+  JOIN mail_groups g ON g.group_id = ga.recipient_id AND g.org_id = ga.org_id
+  JOIN dp_live_orgs o ON o.id = g.org_id
+  JOIN mail_group_members gm ON gm.group_id = g.group_id AND gm.org_id = g.org_id AND gm.member_kind = 'group'
+  JOIN mail_groups ng ON ng.group_id = gm.member_id AND ng.org_id = g.org_id
+  WHERE ga.recipient_kind = 'group'
+  UNION ALL
+  SELECT x.address, m.forward_to
+  FROM dp_mailbox_addresses x
+  JOIN mailboxes m ON m.id = x.mailbox_id
+  WHERE m.forward_to IS NOT NULL AND x.address = m.primary_address
+    AND (m.external_forwarding = 1 OR EXISTS (SELECT 1 FROM addresses t WHERE t.address = m.forward_to AND t.org_id = m.org_id))
+  UNION ALL
+  SELECT x.address, x.address
+  FROM dp_mailbox_addresses x
+  JOIN mailboxes m ON m.id = x.mailbox_id
+  WHERE m.forward_mode = 'deliver_and_forward' AND x.address = m.primary_address
+    AND (m.external_forwarding = 1 OR EXISTS (SELECT 1 FROM addresses t WHERE t.address = m.forward_to AND t.org_id = m.org_id))
+  UNION ALL
+  SELECT x.address, m.primary_address
+  FROM dp_mailbox_addresses x
+  JOIN mailboxes m ON m.id = x.mailbox_id
+  WHERE x.address <> m.primary_address`;
+
 /**
- * The alias lookup's gate: `key` where an alias answer for it is possible (the address of a group or of a
- * forwarding mailbox, or any address on a domain alias, `domain` being the key's domain), else no row.
+ * The alias lookup's gate: `key` where an alias answer for it is possible (the address of a group, of a
+ * forwarding mailbox, a mailbox's secondary address, or any address on a domain alias, `domain` being the key's
+ * domain), else no row.
  * Cheap where the alias query is not: most keys are plain mailboxes' addresses, which no alias answers.
  */
 export function aliasGateSql(key: string, domain: string): string {
   return `SELECT ${key} FROM addresses ka WHERE ka.address = ${key} AND (ka.recipient_kind = 'group' `
-    + 'OR EXISTS (SELECT 1 FROM mailboxes km WHERE km.id = ka.recipient_id AND km.forward_to IS NOT NULL)) '
+    + "OR EXISTS (SELECT 1 FROM mailboxes km WHERE km.id = ka.recipient_id AND ka.recipient_kind = 'mailbox' AND (km.forward_to IS NOT NULL OR km.primary_address <> ka.address))) "
     + `UNION ALL SELECT ${key} FROM accepted_domains kd WHERE kd.name = ${domain} AND kd.alias_of IS NOT NULL`;
 }
 
