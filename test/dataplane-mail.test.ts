@@ -278,7 +278,7 @@ for (const dialect of DIALECTS) {
       }
     });
 
-    test('hmc check compares the database with the data plane (users, quota rules, usage, orphaned maildirs) and --repair removes what a purge left', async () => {
+    test('hmc check compares the database with the data plane (users, quota rules, usage, orphaned maildirs); --repair removes what a purge left and flushes a stale auth cache', async () => {
       const check = async () => (await t.ok('GET', '/api/v1/check')) as { ok: boolean; findings: { code: string; objectId: string | null; repairable: boolean; stored: unknown; expected: unknown }[] };
       const dpFindings = async () => (await check()).findings.filter((f) => f.code.startsWith('dataplane_'));
       assert.deepEqual(await dpFindings(), [], 'the data plane matches the database');
@@ -308,6 +308,19 @@ for (const dialect of DIALECTS) {
       assert.equal(repaired.dataplaneItems, 1);
       assert.deepEqual(await dpFindings(), [], 'repaired: the orphan is gone and the quota recalculated');
       assert.ok(!existsSync(join(mailRoot, row.store_id!, row.org_id, ghostId)));
+
+      // a quota changed behind the engine's back (an UPDATE by hand): Dovecot keeps answering from its auth cache
+      // (filled by the check's own lookups) until the TTL runs out; the check sees the drift, the repair flushes
+      const db = t.platform.store.db;
+      const was = Number((await db.selectFrom('mailboxes').select('prohibit_send_receive_quota').where('id', '=', annId).executeTakeFirstOrThrow()).prohibit_send_receive_quota);
+      for (const [from, to] of [[was, was + 1024 * 1024], [was + 1024 * 1024, was]] as const) {
+        await db.updateTable('mailboxes').set({ prohibit_send_receive_quota: to }).where('id', '=', annId).execute();
+        const drift = await dpFindings();
+        assert.deepEqual(drift.map((f) => [f.code, f.objectId, f.stored, f.expected, f.repairable]), [['dataplane_quota_rule_drift', annId, Math.floor(from / 1024), Math.floor(to / 1024), true]]);
+        const flushed = await t.ok('POST', '/api/v1/check/repair?wait=true');
+        assert.equal(flushed.dataplaneItems, 1, 'one auth-cache flush for the server');
+        assert.deepEqual(await dpFindings(), [], 'Dovecot answers with the quota the database holds');
+      }
     });
 
     test('a deleted mailbox is out of the mail path at once (mail refused, no login) and a restore brings it back with its mail', async () => {

@@ -38,13 +38,15 @@ export function followAuthCaches(root: string | undefined): (procedureId: string
 
 /** Flush the auth cache of every running Dovecot rendered under `root`. */
 export async function flushAuthCaches(root: string | undefined): Promise<void> {
-  for (const dir of renderedDirs(root)) {
-    const conf = readManifest(dir).dovecotConfig;
-    const r = await doveadm(conf, ['auth', 'cache', 'flush'], { timeoutMs: 30_000 });
-    // 75 (EX_TEMPFAIL): no auth socket, that Dovecot is not running, so it caches nothing
-    if (r.code !== 0 && r.code !== 75) {
-      throw Errors.backendFailed(`doveadm auth cache flush (${dir}) exited ${r.code}: ${r.stderr.trim().slice(0, 300)}`, { retryable: true });
-    }
+  for (const dir of renderedDirs(root)) await flushAuthCache(readManifest(dir).dovecotConfig, dir);
+}
+
+/** Flush the auth cache of one Dovecot (`conf`: its dovecot.conf); `what` names it in an error. */
+export async function flushAuthCache(conf: string, what: string): Promise<void> {
+  const r = await doveadm(conf, ['auth', 'cache', 'flush'], { timeoutMs: 30_000 });
+  // 75 (EX_TEMPFAIL): no auth socket, that Dovecot is not running, so it caches nothing
+  if (r.code !== 0 && r.code !== 75) {
+    throw Errors.backendFailed(`doveadm auth cache flush (${what}) exited ${r.code}: ${r.stderr.trim().slice(0, 300)}`, { retryable: true });
   }
 }
 

@@ -13,6 +13,7 @@ import type { CheckExtension } from '../resources/check-routes.js';
 import { doveadm, parseTab } from './doveadm.js';
 import { readManifest } from './instance.js';
 import { renderedDirs } from './follow.js';
+import { flushAuthCache } from './auth-cache.js';
 
 /**
  * `hmc check` for the data plane: compares the database with what each locally managed mail server's
@@ -20,7 +21,10 @@ import { renderedDirs } from './follow.js';
  *
  *   dataplane_user_unresolvable  an active mailbox placed on the server that Dovecot does not resolve
  *   dataplane_user_unexpected    a name Dovecot serves that no active mailbox of the server has
- *   dataplane_quota_rule_drift   Dovecot's limit for a mailbox is not its prohibitSendReceiveQuota
+ *   dataplane_quota_rule_drift   Dovecot's limit for a mailbox is not its prohibitSendReceiveQuota (repair:
+ *                                flush that Dovecot's auth cache, which holds answers up to its TTL: a change
+ *                                made behind the engine's back, an UPDATE by hand, is seen at once; a drift that
+ *                                stays after it is no cached answer: that data plane is not HMC's rendering)
  *   dataplane_usage_drift        Dovecot's quota counter differs from the mailbox's real size (repair:
  *                                `doveadm quota recalc`)
  *   dataplane_orphan_maildir     a mailbox directory under a store of the server that no mailbox owns
@@ -117,7 +121,7 @@ async function checkUsers(db: Db, p: Plane): Promise<Finding[]> {
     // doveadm prints the limit in KiB, rounded: a quota that is not a whole number of KiB (6,000 bytes) shows as
     // either neighbour
     if (limit === null || limit < kib(e.quotaBytes) || limit > Math.ceil(e.quotaBytes / 1024)) {
-      out.push(finding({ code: CHECK_CODES.dataplaneQuotaDrift, orgId: e.orgId, storeId: e.storeId, objectId: e.mailboxId, field: 'quota_kib', stored: limit, expected: kib(e.quotaBytes), repairable: false,
+      out.push(finding({ code: CHECK_CODES.dataplaneQuotaDrift, orgId: e.orgId, storeId: e.storeId, objectId: e.mailboxId, field: 'quota_kib', stored: limit, expected: kib(e.quotaBytes), repairable: true,
         message: `Dovecot limits ${name} to ${limit ?? 'nothing'} KiB, the ${e.folder ? "public folder's prohibitPostQuota" : "mailbox's prohibitSendReceiveQuota"} is ${kib(e.quotaBytes)} KiB` }));
     }
     const counted = Number(r.value);
@@ -168,17 +172,29 @@ export async function checkDataplanes(db: Db, root: string | undefined): Promise
 }
 
 const RepairItem = Type.Union([
+  Type.Object({ action: Type.Literal('flush_auth_cache'), serverId: Id('srv') }, { additionalProperties: false }),
   Type.Object({ action: Type.Literal('recalc_quota'), serverId: Id('srv'), mailboxId: Id('mbx') }, { additionalProperties: false }),
   Type.Object({ action: Type.Literal('remove_maildir'), serverId: Id('srv'), storeId: Id('mst'), orgId: Id('org'), mailboxId: Id('mbx') }, { additionalProperties: false }),
 ]);
-type RepairItemT = { action: 'recalc_quota'; serverId: string; mailboxId: string } | { action: 'remove_maildir'; serverId: string; storeId: string; orgId: string; mailboxId: string };
+type RepairItemT =
+  | { action: 'flush_auth_cache'; serverId: string }
+  | { action: 'recalc_quota'; serverId: string; mailboxId: string }
+  | { action: 'remove_maildir'; serverId: string; storeId: string; orgId: string; mailboxId: string };
 
-/** The repair items for the repairable findings of `checkDataplanes` (usage drift, orphans of purged mailboxes). */
+/**
+ * The repair items for the repairable findings of `checkDataplanes`: quota-rule drift (one auth-cache flush per
+ * server, before the rest), usage drift, orphans of purged mailboxes.
+ */
 export async function repairItems(db: Db, findings: Finding[]): Promise<RepairItemT[]> {
   const items: RepairItemT[] = [];
+  const flushed = new Set<string>();
   for (const f of findings.filter((x) => x.repairable && x.storeId && x.objectId)) {
     const store = await db.selectFrom('mailstores').select('server_id').where('id', '=', f.storeId!).executeTakeFirst();
     if (!store) continue;
+    if (f.code === CHECK_CODES.dataplaneQuotaDrift && !flushed.has(store.server_id)) {
+      flushed.add(store.server_id);
+      items.unshift({ action: 'flush_auth_cache', serverId: store.server_id });
+    }
     if (f.code === CHECK_CODES.dataplaneUsageDrift) items.push({ action: 'recalc_quota', serverId: store.server_id, mailboxId: f.objectId! });
     if (f.code === CHECK_CODES.dataplaneOrphanMaildir && f.orgId) items.push({ action: 'remove_maildir', serverId: store.server_id, storeId: f.storeId!, orgId: f.orgId, mailboxId: f.objectId! });
   }
@@ -208,6 +224,7 @@ export function dataplaneRepairJobs(engine: Engine, root: string | undefined): R
         const db = engine.store.db;
         const plane = (await planes(db, root)).find((p) => p.serverId === item.serverId);
         if (!plane) throw Errors.backendFailed(`mail server ${item.serverId} has no data plane rendered under ${root ?? '(no HMC_DATAPLANE_ROOT)'}`, { retryable: false });
+        if (item.action === 'flush_auth_cache') return flushAuthCache(plane.conf, plane.dir);
         if (item.action === 'recalc_quota') {
           const names = await db.selectFrom('dp_userdb_names as n').innerJoin('dp_userdb as u', (j) => j.onRef('u.name', '=', 'n.name').onRef('u.server_id', '=', 'n.server_id'))
             .select('n.name').where('u.mailbox_id', '=', item.mailboxId).where('n.server_id', '=', item.serverId).execute();
