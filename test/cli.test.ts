@@ -96,16 +96,17 @@ for (const dialect of DIALECTS) {
     before(async () => {
       tdb = await createTestDatabase(dialect);
       const port = await freePort();
+      // the data directory comes from --data-dir (the contract), not HMC_DATA_DIR
+      const { HMC_DATA_DIR: _ignored, ...inherited } = process.env;
       env = {
-        ...process.env,
-        HMC_DATA_DIR: tdb.dir,
+        ...inherited,
         HMC_DATABASE_URL: tdb.url ?? '',
         HMC_BCRYPT_COST: '4',
         HMC_LOG_LEVEL: 'warn',
         HMC_URL: `http://127.0.0.1:${port}`,
         HMC_TOKEN: '',
       };
-      const init = await hmc(['init', '--json']);
+      const init = await hmc(['init', '--data-dir', tdb.dir, '--json']);
       assert.equal(init.code, 0, init.stderr);
       const out = JSON.parse(init.stdout);
       assert.match(out.token, /^hmc_/);
@@ -113,12 +114,12 @@ for (const dialect of DIALECTS) {
       env.HMC_TOKEN = out.token;
 
       // on PostgreSQL the API process runs no workers: a separate `hmc worker` must run the jobs
-      server = start(['serve', '--port', String(port), ...(dialect === 'postgres' ? ['--workers', '0'] : [])], env);
+      server = start(['serve', '--data-dir', tdb.dir, '--port', String(port), ...(dialect === 'postgres' ? ['--workers', '0'] : [])], env);
       const listening = waitForLine(server, /HMC listening on \S+/);
       serverOut = finish(server);
       await listening;
       if (dialect === 'postgres') {
-        worker = start(['worker', '--concurrency', '2'], env);
+        worker = start(['worker', '--data-dir', tdb.dir, '--concurrency', '2'], env);
         const running = waitForLine(worker, /HMC worker running/);
         workerOut = finish(worker);
         await running;
@@ -132,11 +133,22 @@ for (const dialect of DIALECTS) {
       await tdb?.destroy();
     });
 
+    test('migrate finds nothing pending after init; the server answers /readyz', async () => {
+      const m = await json(['migrate', '--data-dir', tdb.dir]);
+      assert.deepEqual({ applied: m.applied, backup: m.backup, dataDir: m.dataDir, database: m.database }, { applied: [], backup: null, dataDir: tdb.dir, database: dialect });
+      const text = await hmc(['migrate', '--data-dir', tdb.dir]);
+      assert.equal(text.code, 0, text.stderr);
+      assert.match(text.stdout, /up to date; nothing applied/);
+      const ready = await fetch(`${env.HMC_URL}/readyz`);
+      assert.equal(ready.status, 200);
+      assert.deepEqual(await ready.json(), { status: 'ready' });
+    });
+
     test('a second init says so and prints no token', async () => {
-      const r = await hmc(['init', '--json']);
+      const r = await hmc(['init', '--data-dir', tdb.dir, '--json']);
       assert.equal(r.code, 0, r.stderr);
       assert.equal(JSON.parse(r.stdout).token, null);
-      const text = await hmc(['init']);
+      const text = await hmc(['init', '--data-dir', tdb.dir]);
       assert.match(text.stdout, /already initialised/);
       assert.doesNotMatch(text.stdout, /hmc_/);
     });

@@ -340,6 +340,21 @@ for (const dialect of DIALECTS) {
       assert.deepEqual((await t.ok('GET', `/api/v1/organizations/${org.id}/domains`)).items.map((d: any) => d.name), ['bad.example']);
     });
 
+    test('/readyz: ready while the database answers, 503 (never a 500) once it cannot be read', async () => {
+      const own = await startTestPlatform(dialect);
+      try {
+        const ok = await own.call('GET', '/readyz', { token: '' });
+        assert.equal(ok.statusCode, 200, ok.body);
+        assert.deepEqual(ok.json(), { status: 'ready' });
+        await own.platform.store.close();
+        const gone = await own.call('GET', '/readyz', { token: '' });
+        assert.equal(gone.statusCode, 503, gone.body);
+        assert.deepEqual(gone.json(), { status: 'database unavailable' });
+      } finally {
+        await own.close().catch(() => own.tdb.destroy());
+      }
+    });
+
     test('/metrics counts procedures and shows the job queue', async () => {
       const { org } = await t.tenant('metrics');
       const r = await t.call('POST', `/api/v1/organizations/${org.id}/users?wait=true`, { body: { login: 'm@metrics.example' } });

@@ -137,7 +137,12 @@ export async function buildApi(deps: ApiDeps): Promise<FastifyInstance> {
   app.get('/healthz', { schema: { hide: true } }, async () => ({ status: 'ok' }));
   app.get('/readyz', { schema: { hide: true } }, async (_req, reply) => {
     if (!deps.ready()) return reply.code(503).send({ status: 'starting or stopping' });
-    await db.selectFrom('hmc_migrations').select('id').limit(1).execute();
+    try {
+      await db.selectFrom('hmc_migrations').select('id').limit(1).execute();
+    } catch {
+      // a load balancer's question: not ready while the database cannot be read (never a 500)
+      return reply.code(503).send({ status: 'database unavailable' });
+    }
     return { status: 'ready' };
   });
   app.get('/metrics', { schema: { hide: true } }, async (_req, reply) => {
