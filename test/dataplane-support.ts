@@ -4,7 +4,6 @@ import { SMTPServer } from 'smtp-server';
 import { ImapFlow } from 'imapflow';
 import { main } from '../src/cli/main.js';
 import { fakeIo } from '../src/cli/fake-io.js';
-import { down, up } from '../src/dataplane/instance.js';
 import type { Manifest } from '../src/dataplane/render.js';
 import type { TestPlatform } from './support.js';
 
@@ -103,8 +102,16 @@ export async function startDataplane(t: TestPlatform, server: string, dir: strin
   const code = await main(['dataplane', 'render', '--server', server, '--out', dir, '--plaintext-auth', '--no-auth-penalty', '--json', ...args], io);
   if (code !== 0) throw new Error(`dataplane render failed (${code}): ${io.errors()}`);
   const manifest = JSON.parse(io.output()) as Manifest;
-  await up(dir);
-  return { dir, manifest, stop: async () => void (await down(dir)) };
+  // through the CLI, as an operator starts and stops them
+  const cli = async (verb: 'up' | 'down') => {
+    const out = fakeIo();
+    const rc = await main(['dataplane', verb, '--dir', dir, '--json'], out);
+    if (rc !== 0) throw new Error(`hmc dataplane ${verb} --dir ${dir} failed (${rc}): ${out.errors()}`);
+    return JSON.parse(out.output()) as Record<string, unknown>;
+  };
+  const started = await cli('up');
+  if (started.dir !== dir || !Array.isArray(started.ports)) throw new Error(`hmc dataplane up answered ${JSON.stringify(started)}`);
+  return { dir, manifest, stop: async () => void (await cli('down')) };
 }
 
 /** Where a mail server's logs are, for a failing assertion's message. */
