@@ -33,7 +33,7 @@ for (const dialect of DIALECTS) {
     let o: MailOrg;
     let alice: string;
     const password = `pw-${tag()}`;
-    let ports: { smtp: number; imap: number; http: number };
+    let ports: { smtp: number; imap: number; http: number; submission: number };
     let agent: ChildProcess | null = null;
     let output = '';
 
@@ -78,6 +78,19 @@ for (const dialect of DIALECTS) {
     const flush = () => execFileSync('postqueue', ['-c', dp!.manifest.postfixConfigDir, '-f']);
     const subjects = () => folderSubjects(ports.imap, alice, password);
 
+    /** Mail alice submits (authenticated) to the outside: the agent's submission input, then the relayhost (the sink). */
+    async function submitMany(prefix: string, n: number): Promise<string[]> {
+      const s = nodemailer.createTransport({ host: '127.0.0.1', port: ports.submission, secure: false, ignoreTLS: true, auth: { user: alice, pass: password }, pool: true, maxConnections: 2 });
+      const list = Array.from({ length: n }, (_, i) => `${prefix}-${i}`);
+      try {
+        await Promise.all(list.map((subject) => s.sendMail({ from: alice, to: 'partner@outside.example', subject, text: `submitted ${subject}\n` })));
+      } finally {
+        s.close();
+      }
+      return list;
+    }
+    const relayed = () => sink.messages.map((m) => /^Subject: (.*)$/m.exec(m.raw)?.[1]?.trim() ?? '');
+
     async function sendMany(prefix: string, n: number): Promise<string[]> {
       const mx = nodemailer.createTransport({ host: '127.0.0.1', port: ports.smtp, secure: false, ignoreTLS: true, pool: true, maxConnections: 4 });
       const list = Array.from({ length: n }, (_, i) => `${prefix}-${i}`);
@@ -91,8 +104,8 @@ for (const dialect of DIALECTS) {
 
     before(async () => {
       work = workDir();
-      const [smtp, lmtp, imap, agentMx, agentSub, reinject, reply, http, agentDeliver] = (await freePorts(9)) as [number, number, number, number, number, number, number, number, number];
-      ports = { smtp, imap, http };
+      const [smtp, lmtp, imap, agentMx, agentSub, reinject, reply, http, agentDeliver, submission] = (await freePorts(10)) as [number, number, number, number, number, number, number, number, number, number];
+      ports = { smtp, imap, http, submission };
       t = await startTestPlatform(dialect, { config: { port: 0, transportSecret: SECRET } });
       sink = await startSink();
       await registerMailServer(t, 'dp-restart', join(work.path, 'mail'), { lmtp, imap });
@@ -103,7 +116,7 @@ for (const dialect of DIALECTS) {
       // an answering auto-reply routes alice's mail through the agent (outsiders get none: audience none)
       await t.ok('PUT', `${o.orgUrl}/mailboxes/${mb.id}/auto-reply`, { mode: 'on', internalMessage: 'away', externalMessage: 'away', externalAudience: 'none' }, o.orgAdmin);
       dp = await startDataplane(t, 'dp-restart', join(work.path, 'dp-restart'), [
-        '--smtp-port', String(smtp), '--relayhost', `[127.0.0.1]:${sink.port}`,
+        '--smtp-port', String(smtp), '--submission-port', String(submission), '--relayhost', `[127.0.0.1]:${sink.port}`,
         '--agent-port', String(agentMx), '--agent-submission-port', String(agentSub), '--agent-deliver-port', String(agentDeliver), '--reinject-port', String(reinject), '--reply-port', String(reply),
       ]);
     });
@@ -147,17 +160,21 @@ for (const dialect of DIALECTS) {
       for (const s of list) assert.equal(got.filter((x) => x === s).length, 1, `${s} exactly once`);
     });
 
-    test('SIGKILL mid-stream: nothing lost; a duplicate only for a message the agent had in hand', async () => {
+    test('SIGKILL mid-stream: nothing lost, delivered or submitted; a duplicate only for a message the agent had in hand', async () => {
       const prefix = `kill-${tag()}`;
       const sending = sendMany(prefix, 60);
+      const submitting = submitMany(`${prefix}-sub`, 30);
       await eventually('some delivered', subjects, (l) => l.some((s) => s.startsWith(prefix)), 60_000);
       await stopAgent('SIGKILL');
       const list = await sending;
+      const subList = await submitting;
       await sleep(200);
       await startAgent();
       const got = await eventually('all 60 delivered', async () => { flush(); return await subjects(); }, (l) => list.every((s) => l.includes(s)), 90_000);
-      const extra = list.reduce((n, s) => n + got.filter((x) => x === s).length - 1, 0);
-      assert.ok(extra <= AGENT_MAXPROC, `${extra} duplicates, at most the ${AGENT_MAXPROC} messages in hand`);
+      const out = await eventually('all 30 submitted relayed', async () => { flush(); return relayed(); }, (l) => subList.every((s) => l.includes(s)), 90_000);
+      const extra = list.reduce((n, s) => n + got.filter((x) => x === s).length - 1, 0) + subList.reduce((n, s) => n + out.filter((x) => x === s).length - 1, 0);
+      // each of the agent's inputs (deliveries, submissions) holds at most AGENT_MAXPROC messages at a time
+      assert.ok(extra <= 2 * AGENT_MAXPROC, `${extra} duplicates, at most the ${2 * AGENT_MAXPROC} messages in hand`);
     });
   });
 }
