@@ -362,11 +362,7 @@ export const dataplaneMigrations: Migration[] = [
         CREATE OR REPLACE FUNCTION dp_dv_userdb(name_ text, server_ text) RETURNS TABLE (home text, quota_bytes bigint, quota_warning text) LANGUAGE plpgsql STABLE SET plan_cache_mode = force_generic_plan AS $$ BEGIN RETURN QUERY SELECT (${home('m.store_id')})::text, m.prohibit_send_receive_quota::bigint, (${warning('u.login')})::text FROM users u JOIN mailboxes m ON m.user_id = u.id JOIN dp_live_orgs o ON o.id = m.org_id JOIN mailstores s ON s.id = m.store_id JOIN mail_servers v ON v.id = s.server_id WHERE u.login = name_ AND s.server_id = server_ AND u.enabled = 1 AND u.state = 'active' AND u.org_id = m.org_id AND m.kind = 'user' AND m.state = 'active' AND m.enabled = 1; IF FOUND THEN RETURN; END IF; RETURN QUERY SELECT (${home('m.store_id')})::text, m.prohibit_send_receive_quota::bigint, (${warning('x.address')})::text FROM dp_mailbox_addresses x JOIN mailboxes m ON m.id = x.mailbox_id JOIN mail_servers v ON v.id = x.server_id WHERE x.address = name_ AND x.server_id = server_; IF FOUND THEN RETURN; END IF; RETURN QUERY SELECT (${home('m.moving_from')})::text, m.prohibit_send_receive_quota::bigint, NULL::text FROM dp_mailbox_addresses x JOIN mailboxes m ON m.id = x.mailbox_id JOIN mailstores os ON os.id = m.moving_from JOIN mail_servers v ON v.id = os.server_id WHERE x.address = name_ AND os.server_id = server_ AND os.server_id <> x.server_id; END $$
       `);
       // the alias lookup answers nothing for most keys (a plain mailbox's address): its gate says so first
-      const local = "regexp_replace(k, '@[^@]*$', '')";
-      const domain = "substring(k from '@([^@]*)$')";
-      await runDdl(db, dialect, `
-        CREATE OR REPLACE FUNCTION dp_pf_alias(k text) RETURNS SETOF text LANGUAGE plpgsql STABLE SET plan_cache_mode = force_generic_plan AS $$ DECLARE l text := ${local}; d text := ${domain}; BEGIN IF NOT EXISTS (${aliasGateSql('k', 'd')}) THEN RETURN; END IF; RETURN QUERY SELECT v.destination::text FROM dp_virtual_aliases v WHERE v.address = k; IF d IS NOT NULL THEN RETURN QUERY SELECT l || '@' || t.name FROM accepted_domains a JOIN accepted_domains t ON t.domain_id = a.alias_of JOIN dp_live_orgs o ON o.id = a.org_id WHERE a.name = d AND t.org_id = a.org_id AND (EXISTS (SELECT 1 FROM dp_mailbox_addresses x WHERE x.address = l || '@' || t.name) OR EXISTS (SELECT 1 FROM dp_virtual_aliases y WHERE y.address = l || '@' || t.name)); END IF; END $$
-      `);
+      await runDdl(db, dialect, gatedPgAliasFunction());
     },
   },
   /**
@@ -420,11 +416,7 @@ export const dataplaneMigrations: Migration[] = [
         return;
       }
       await sql.raw(VIRTUAL_ALIASES_VIEW.replace('CREATE VIEW', 'CREATE OR REPLACE VIEW')).execute(db);
-      const local = "regexp_replace(k, '@[^@]*$', '')";
-      const domain = "substring(k from '@([^@]*)$')";
-      await runDdl(db, dialect, `
-        CREATE OR REPLACE FUNCTION dp_pf_alias(k text) RETURNS SETOF text LANGUAGE plpgsql STABLE SET plan_cache_mode = force_generic_plan AS $$ DECLARE l text := ${local}; d text := ${domain}; BEGIN IF NOT EXISTS (${aliasGateSql('k', 'd')}) THEN RETURN; END IF; RETURN QUERY SELECT v.destination::text FROM dp_virtual_aliases v WHERE v.address = k; IF d IS NOT NULL THEN RETURN QUERY SELECT l || '@' || t.name FROM accepted_domains a JOIN accepted_domains t ON t.domain_id = a.alias_of JOIN dp_live_orgs o ON o.id = a.org_id WHERE a.name = d AND t.org_id = a.org_id AND (EXISTS (SELECT 1 FROM dp_mailbox_addresses x WHERE x.address = l || '@' || t.name) OR EXISTS (SELECT 1 FROM dp_virtual_aliases y WHERE y.address = l || '@' || t.name)); END IF; END $$
-      `);
+      await runDdl(db, dialect, gatedPgAliasFunction());
     },
   },
 ];
@@ -482,6 +474,16 @@ export function aliasGateSql(key: string, domain: string): string {
   return `SELECT ${key} FROM addresses ka WHERE ka.address = ${key} AND (ka.recipient_kind = 'group' `
     + "OR EXISTS (SELECT 1 FROM mailboxes km WHERE km.id = ka.recipient_id AND ka.recipient_kind = 'mailbox' AND (km.forward_to IS NOT NULL OR km.primary_address <> ka.address))) "
     + `UNION ALL SELECT ${key} FROM accepted_domains kd WHERE kd.name = ${domain} AND kd.alias_of IS NOT NULL`;
+}
+
+/**
+ * PostgreSQL's alias lookup behind its gate (0021; 0023 replaces it so the function carries the gate of the day:
+ * the gate's text is built into the function when it is created).
+ */
+function gatedPgAliasFunction(): string {
+  const local = "regexp_replace(k, '@[^@]*$', '')";
+  const domain = "substring(k from '@([^@]*)$')";
+  return `CREATE OR REPLACE FUNCTION dp_pf_alias(k text) RETURNS SETOF text LANGUAGE plpgsql STABLE SET plan_cache_mode = force_generic_plan AS $$ DECLARE l text := ${local}; d text := ${domain}; BEGIN IF NOT EXISTS (${aliasGateSql('k', 'd')}) THEN RETURN; END IF; RETURN QUERY SELECT v.destination::text FROM dp_virtual_aliases v WHERE v.address = k; IF d IS NOT NULL THEN RETURN QUERY SELECT l || '@' || t.name FROM accepted_domains a JOIN accepted_domains t ON t.domain_id = a.alias_of JOIN dp_live_orgs o ON o.id = a.org_id WHERE a.name = d AND t.org_id = a.org_id AND (EXISTS (SELECT 1 FROM dp_mailbox_addresses x WHERE x.address = l || '@' || t.name) OR EXISTS (SELECT 1 FROM dp_virtual_aliases y WHERE y.address = l || '@' || t.name)); END IF; END $$`;
 }
 
 /**
