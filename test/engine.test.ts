@@ -293,9 +293,13 @@ for (const dialect of DIALECTS) {
         assert.equal(homes.calls.get(user.id), 3);
         assert.ok(existsSync(join(root, org.id, user.id)));
         assert.equal((await f.ok('GET', `/api/v1/organizations/${org.id}/users/${user.id}`)).state, 'active');
-        const metrics = (await f.call('GET', '/metrics', { token: '' })).body;
+        // the worker counts a finished request once its commit is durable (SQLite: after the WAL sync, which
+        // may return a moment after a reader already sees the new state): poll briefly
+        const succeeded = /^hmc_requests_finished_total\{procedure="directory.create_user",state="succeeded"\} 1$/m;
+        let metrics = '';
+        for (const until = Date.now() + 5000; !succeeded.test((metrics = (await f.call('GET', '/metrics', { token: '' })).body)) && Date.now() < until; ) await new Promise((res) => setTimeout(res, 20));
         assert.match(metrics, /hmc_jobs_finished_total\{kind="files.converge_home",outcome="retry"\} 2/);
-        assert.match(metrics, /^hmc_requests_finished_total\{procedure="directory.create_user",state="succeeded"\} 1$/m);
+        assert.match(metrics, succeeded);
         assert.doesNotMatch(metrics, /hmc_requests_finished_total\{[^}]*state="failed"/);
       });
     });
