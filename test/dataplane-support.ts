@@ -65,13 +65,20 @@ export interface SunkMessage {
   raw: string;
 }
 
-/** The internet: an SMTP server on 127.0.0.1 that keeps every message it is given (Postfix's relayhost). */
+/**
+ * The internet: an SMTP server on 127.0.0.1 that keeps every message it is given (Postfix's relayhost), except
+ * for recipients whose local part starts with `refuse-`: those it refuses (550 at RCPT), so Postfix bounces them.
+ */
 export async function startSink(): Promise<{ port: number; messages: SunkMessage[]; close(): Promise<void> }> {
   const messages: SunkMessage[] = [];
   const server = new SMTPServer({
     authOptional: true,
     disabledCommands: ['STARTTLS', 'AUTH'],
     logger: false,
+    onRcptTo(address, _session, done) {
+      if (address.address.startsWith('refuse-')) done(Object.assign(new Error(`5.1.1 <${address.address}> no such user here`), { responseCode: 550 }));
+      else done();
+    },
     onData(stream, session, done) {
       const chunks: Buffer[] = [];
       stream.on('data', (c: Buffer) => chunks.push(c));

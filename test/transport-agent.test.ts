@@ -31,6 +31,8 @@ interface Sent {
   subject: string;
   headers?: Record<string, string>;
   auth?: { user: string; pass: string };
+  /** DSN parameters (nodemailer's: id = ENVID, return = RET, notify = NOTIFY of every recipient) */
+  dsn?: { id?: string; return?: 'headers' | 'full'; notify?: string };
 }
 
 /** One SMTP transaction (null sender allowed), raw message built here. */
@@ -47,7 +49,7 @@ async function smtp(port: number, m: Sent): Promise<void> {
   });
   try {
     if (m.auth) await new Promise<void>((res, rej) => c.login(m.auth!, (e) => (e ? rej(e) : res())));
-    await new Promise<void>((res, rej) => c.send({ from: m.from, to: m.to }, raw, (e) => (e ? rej(e) : res())));
+    await new Promise<void>((res, rej) => c.send({ from: m.from, to: m.to, ...(m.dsn ? { dsn: m.dsn } : {}) }, raw, (e) => (e ? rej(e) : res())));
   } finally {
     c.quit();
   }
@@ -386,6 +388,48 @@ for (const dialect of DIALECTS) {
         c.quit();
       }
       await agent.settled();
+    });
+
+    test('DSN: what the sender asked for survives the agent (NOTIFY=SUCCESS gets its notice, ENVID comes back)', async () => {
+      await setAutoReply({ mode: 'on', externalAudience: 'none' });
+      const auth = { user: bob, pass: pw.get(bob)! };
+      const notices = async (envid: string) => (await inbox(ports.imap, bob, pw.get(bob)!)).filter((m) => m.source.includes(`Original-Envelope-Id: ${envid}`));
+      // to dan (no auto-reply): the submission input hands it back with the parameters, Postfix delivers to LMTP
+      // and sends the notice itself ("relayed": Dovecot's LMTP announces no DSN, so Postfix reports the hand-over
+      // to it, as it does for mail that never passes the agent)
+      // without NOTIFY=SUCCESS: no notice (checked below, once later notices arrived)
+      const quiet = `env-quiet-${tag()}`;
+      await smtp(ports.submission, { from: bob, to: [dan], subject: quiet, auth, dsn: { id: quiet } });
+      await eventually(`"${quiet}" in dan's INBOX`, () => inbox(ports.imap, dan, pw.get(dan)!), (l) => l.some((x) => x.subject === quiet));
+      const toDan = `env-dan-${tag()}`;
+      await smtp(ports.submission, { from: bob, to: [dan], subject: toDan, auth, dsn: { id: toDan, notify: 'SUCCESS' } });
+      const dans = await eventually('the success notice for dan', () => notices(toDan), (l) => l.length > 0);
+      assert.equal(dans.length, 1);
+      assert.match(dans[0]!.source, /^Action: relayed\r?\nStatus: 2\.0\.0/m);
+      // reported by the hop into the mailbox (the mail server's answer), not at the hand-over to the agent
+      assert.match(dans[0]!.source, /^Diagnostic-Code: smtp; 250 2\.0\.0 <[^>]+> \S+ Saved/m);
+      assert.match(dans[0]!.source, new RegExp(`^Final-Recipient: rfc822; ?${dan}`, 'm'));
+      // to alice (her auto-reply answers): handed back, then delivered by the agent's delivery input, which does
+      // not announce DSN: Postfix reports the hand-over itself (relayed) rather than leaving the notice to nobody
+      const toAlice = `env-alice-${tag()}`;
+      await smtp(ports.submission, { from: bob, to: [alice], subject: toAlice, auth, dsn: { id: toAlice, notify: 'SUCCESS,FAILURE' } });
+      const alices = await eventually('the success notice for alice', () => notices(toAlice), (l) => l.length > 0);
+      assert.equal(alices.length, 1);
+      assert.match(alices[0]!.source, /^Action: relayed\r?\nStatus: 2\.0\.0/m);
+      assert.match(alices[0]!.source, new RegExp(`^Final-Recipient: rfc822; ?${alice}`, 'm'));
+      assert.match(alices[0]!.source, /^Diagnostic-Code: smtp; 250 Ok: delivered, /m, 'the agent delivered it');
+      await eventually(`"${toAlice}" in alice's INBOX`, () => inbox(ports.imap, alice, pw.get(alice)!), (l) => l.some((x) => x.subject === toAlice));
+      // a failure after the hand-back is reported per NOTIFY: NEVER gets no bounce, the default one does
+      const never = `env-never-${tag()}`;
+      await smtp(ports.submission, { from: bob, to: [`refuse-${tag()}@remote.example`], subject: never, auth, dsn: { id: never, notify: 'NEVER' } });
+      const bounced = `env-bounced-${tag()}`;
+      await smtp(ports.submission, { from: bob, to: [`refuse-${tag()}@remote.example`], subject: bounced, auth, dsn: { id: bounced } });
+      const bounces = await eventually('the bounce', () => notices(bounced), (l) => l.length > 0);
+      assert.match(bounces[0]!.source, /^Action: failed\r?\nStatus: 5\.1\.1/m);
+      await new Promise((r) => setTimeout(r, 500));
+      assert.deepEqual(await notices(never), [], 'NOTIFY=NEVER: no bounce');
+      // the message sent first asked for no success notice, and got none (its notice would have come first)
+      assert.deepEqual(await notices(quiet), []);
     });
 
     test('hmc serve finds the data planes rendered with an agent under HMC_DATAPLANE_ROOT', async () => {

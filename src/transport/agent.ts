@@ -3,7 +3,7 @@ import pino, { type Logger } from 'pino';
 import { Counter, Histogram, Registry } from 'prom-client';
 import { SMTPServer, type SMTPServerDataStream, type SMTPServerSession } from 'smtp-server';
 import type { Db } from '../store/db.js';
-import { SmtpPool, type Endpoint, type SendResult } from './smtp-pool.js';
+import { SmtpPool, type Dsn, type Endpoint, type SendResult } from './smtp-pool.js';
 import type { DomainCache } from './domain-cache.js';
 import { field, joinFields, parseFields, splitHead, unsplit, withHead, type HeaderField } from './message-head.js';
 import { checkStamp, makeStamp, STAMP_FIELD, STAMP_HEADER } from './stamp.js';
@@ -136,6 +136,12 @@ export class TransportAgent {
           // Postfix on loopback: no client name to look up
           disableReverseLookup: true,
           hideSize: this.o.maxMessageBytes === undefined,
+          // DSN (RFC 3461). mx and submission hand the message back to Postfix with the parameters they got
+          // (dsnGroups), so Postfix reports delivery as asked. deliver ends in the mailbox, and Dovecot's LMTP
+          // sends no success notices: announced there, Postfix would leave a NOTIFY=SUCCESS notice to the agent
+          // and nobody would send it; not announced, Postfix sends it itself (action "relayed") when the agent
+          // answers 250, and bounces per NOTIFY when it refuses
+          hideDSN: input === 'deliver',
           ...(this.o.maxMessageBytes !== undefined ? { size: this.o.maxMessageBytes } : {}),
           // a delivery is for one mailbox (Postfix's hmcdeliver_destination_recipient_limit = 1); a further
           // recipient is deferred, and Postfix delivers it separately
@@ -240,7 +246,7 @@ export class TransportAgent {
         out = unsplit(head, rest);
       }
       if (stream.sizeExceeded) throw smtpError(552, '5.3.4 Message too big');
-      const answer = input === 'deliver' ? await this.deliver(sender, recipients[0]!, out) : await this.handBack(input, sender, recipients, out);
+      const answer = input === 'deliver' ? await this.deliver(sender, recipients[0]!, out) : await this.handBack(input, sender, dsnGroups(env), out);
       if (stream.sizeExceeded) throw smtpError(552, '5.3.4 Message too big');
       this.counts.messages++;
       this.m.messages.inc({ input, outcome: 'passed' });
@@ -266,21 +272,31 @@ export class TransportAgent {
     return c.ok ? stamp : null;
   }
 
-  /** Back to Postfix's reinjection listener; the answer names the queue id Postfix gave the copy. */
-  private async handBack(input: AgentInput, sender: string, recipients: string[], out: AsyncIterable<Buffer>): Promise<string> {
-    let r: SendResult;
-    try {
-      r = await this.reinjectPool.send({ from: sender, to: recipients }, Readable.from(out));
-    } catch (e) {
-      this.log.warn({ err: e, input }, 'reinjection failed; Postfix keeps the message and retries');
-      throw smtpError(451, '4.3.0 Transport agent could not hand the message back, try again later');
+  /**
+   * Back to Postfix's reinjection listener; the answer names the queue id Postfix gave the copy. One transaction
+   * per group of recipients with the same DSN parameters (nearly always one: see dsnGroups); with more, the
+   * message is held in memory and a failure after an earlier group went through means Postfix sends the whole
+   * message again (SMTP's at-least-once: those recipients may get it twice).
+   */
+  private async handBack(input: AgentInput, sender: string, groups: Envelope[], out: AsyncIterable<Buffer>): Promise<string> {
+    const message = groups.length === 1 ? null : await bufferOf(out);
+    const answers: string[] = [];
+    for (const g of groups) {
+      let r: SendResult;
+      try {
+        r = await this.reinjectPool.send({ from: sender, ...g }, message ?? Readable.from(out));
+      } catch (e) {
+        this.log.warn({ err: e, input, groups: groups.length, sent: answers.length }, 'reinjection failed; Postfix keeps the message and retries');
+        throw smtpError(451, '4.3.0 Transport agent could not hand the message back, try again later');
+      }
+      if (r.rejected.length > 0) {
+        // the reinjection listener takes every recipient from the agent; a refusal is a passing trouble there
+        this.log.warn({ rejected: r.rejected.length, response: r.response, groups: groups.length, sent: answers.length }, 'reinjection refused recipients; Postfix retries the message');
+        throw smtpError(451, '4.3.0 Transport agent could not hand the message back, try again later');
+      }
+      answers.push(r.response.replace(/^250[ -]/, ''));
     }
-    if (r.rejected.length > 0) {
-      // the reinjection listener takes every recipient from the agent; a refusal is a passing trouble there
-      this.log.warn({ rejected: r.rejected.length, response: r.response }, 'reinjection refused recipients; Postfix retries the message');
-      throw smtpError(451, '4.3.0 Transport agent could not hand the message back, try again later');
-    }
-    return `Ok: handed back, ${r.response.replace(/^250[ -]/, '').slice(0, 200)}`;
+    return `Ok: handed back, ${answers.join('; ').slice(0, 200)}`;
   }
 
   /**
@@ -381,4 +397,42 @@ function lmtpText(response: string): string {
 function sameMailbox(s: AutoReplySetting, sender: string): boolean {
   const a = sender.toLowerCase();
   return a === s.primaryAddress.toLowerCase() || a === s.address.toLowerCase();
+}
+
+/** Recipients and the DSN parameters they are handed back with. */
+interface Envelope {
+  to: string[];
+  dsn?: Dsn;
+}
+
+/**
+ * The recipients of a message grouped by their DSN parameters, each group one transaction back to Postfix with
+ * the message's RET and ENVID and the group's NOTIFY and ORCPT (nodemailer gives every RCPT of a transaction the
+ * same). An ORCPT that only repeats the recipient is left out: the reinjected copy's recipient is that address.
+ * Postfix's own ORCPT is off (enable_original_recipient = no), so only a client's ORCPT arrives: one group for a
+ * message whose recipients asked alike, the common case. Without DSN parameters: one group, no DSN.
+ */
+export function dsnGroups(env: SMTPServerSession['envelope']): Envelope[] {
+  const ret = env.dsn?.ret === 'FULL' || env.dsn?.ret === 'HDRS' ? env.dsn.ret : null;
+  const envid = env.dsn?.envid ?? null;
+  const groups = new Map<string, Envelope>();
+  for (const r of env.rcptTo) {
+    const d = (r as { dsn?: { notify?: string[]; orcpt?: string } }).dsn;
+    const notify = d?.notify?.length ? d.notify.join(',') : null;
+    const orcpt = d?.orcpt && d.orcpt.toLowerCase() !== `rfc822;${r.address.toLowerCase()}` ? d.orcpt : null;
+    const key = `${notify ?? ''}\n${orcpt ?? ''}`;
+    let g = groups.get(key);
+    if (!g) {
+      g = { to: [], ...(ret || envid || notify || orcpt ? { dsn: { ret, envid, notify, orcpt } } : {}) };
+      groups.set(key, g);
+    }
+    g.to.push(r.address);
+  }
+  return [...groups.values()];
+}
+
+async function bufferOf(out: AsyncIterable<Buffer>): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const c of out) chunks.push(c);
+  return Buffer.concat(chunks);
 }

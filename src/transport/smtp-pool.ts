@@ -17,6 +17,17 @@ export interface SendResult {
   rejectedResponses: { recipient: string; code: number; response: string }[];
 }
 
+/**
+ * DSN parameters (RFC 3461) for one transaction: RET and ENVID of MAIL FROM, NOTIFY and ORCPT given to every
+ * RCPT TO (nodemailer has one set per transaction). Sent only when the server announces DSN.
+ */
+export interface Dsn {
+  ret?: 'FULL' | 'HDRS' | null;
+  envid?: string | null;
+  notify?: string | null;
+  orcpt?: string | null;
+}
+
 export interface SmtpPoolOptions {
   /** Connections kept open between messages (each holds one of the listener's smtpd processes). */
   maxIdle?: number;
@@ -68,7 +79,7 @@ export class SmtpPool {
   }
 
   /** One transaction; resolves when Postfix answered the end of data. */
-  async send(envelope: { from: string; to: string[] }, message: Readable | Buffer): Promise<SendResult> {
+  async send(envelope: { from: string; to: string[]; dsn?: Dsn }, message: Readable | Buffer): Promise<SendResult> {
     const conn = this.take() ?? (await this.open());
     return new Promise<SendResult>((resolve, reject) => {
       let settled = false;
