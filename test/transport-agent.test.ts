@@ -432,6 +432,28 @@ for (const dialect of DIALECTS) {
       assert.deepEqual(await notices(quiet), []);
     });
 
+    test('an internal reply goes into the sender\'s own mailbox, past its forwarding: it never follows it out of the organization', async () => {
+      await setAutoReply({ mode: 'on', externalAudience: 'none' });
+      // erin forwards everything (no copy kept) to carol, another tenant: her plan allows external forwarding
+      const open = await t.ok('POST', '/api/v1/plans/mailbox', { name: `ara-fwd-${tag()}`, issueWarningQuota: 900 * 1024 ** 2, prohibitSendQuota: 950 * 1024 ** 2, prohibitSendReceiveQuota: 1024 ** 3, externalForwarding: true }, a.resellerAdmin);
+      await t.ok('PUT', `${a.orgUrl}/available-plans/${open.id}`, undefined, a.resellerAdmin);
+      const erin = `erin-${tag()}@${a.domainName}`;
+      const erinPw = `pw-${tag()}`;
+      const u = await t.ok('POST', `${a.orgUrl}/users?wait=true`, { login: erin, password: erinPw });
+      await t.ok('POST', `${a.orgUrl}/mailboxes?wait=true`, { kind: 'user', userId: u.id, planId: open.id, forwarding: { to: carol, mode: 'forward_only' } }, a.orgAdmin);
+      // mail to erin goes to carol: the forwarding works
+      const probe = `fwd-probe-${tag()}`;
+      await smtp(ports.smtp, { from: stranger, to: [erin], subject: probe });
+      await eventually(`${probe} forwarded to carol`, () => inbox(ports.imap, carol, pw.get(carol)!), (l) => l.some((x) => x.subject === probe));
+      // erin writes to alice: alice's internal reply lands in erin's own mailbox, not at carol's
+      const subject = `fwd-${tag()}`;
+      assert.equal(await deliverToAlice({ from: erin, port: ports.submission, auth: { user: erin, pass: erinPw }, subject }), 1);
+      const got = await eventually('the internal reply in erin\'s mailbox', async () => (await inbox(ports.imap, erin, erinPw)).filter((x) => x.subject === `Automatic reply: ${subject}`).map((x) => bodyOf(x.source)), (l) => l.length > 0);
+      assert.deepEqual(got, [INTERNAL]);
+      assert.deepEqual(await repliesIn(carol, subject), [], 'not forwarded to another tenant');
+      assert.ok(!sink.messages.some((m) => m.raw.includes(`Automatic reply: ${subject}`)), 'not sent out');
+    });
+
     test('hmc serve finds the data planes rendered with an agent under HMC_DATAPLANE_ROOT', async () => {
       assert.deepEqual(agentDataplanes(work.path).map((m) => m.server.name), ['dp-agent']);
       assert.deepEqual(agentDataplanes(join(work.path, 'nothing-here')), []);

@@ -453,6 +453,7 @@ for (const dialect of DIALECTS) {
       let internalReplies = 0;
       let externalReplies = 0;
       let internalOutsideTenant = 0;
+      let internalPastForwarding = 0; // internal replies to a sender whose address forwards (elsewhere or also)
       for (const [key, r] of replies) {
         const [primary, tag] = key.split('|') as [string, string];
         const m = mailboxByPrimary.get(primary);
@@ -477,15 +478,20 @@ for (const dialect of DIALECTS) {
         }
         if (markers.length !== 1 || !want.startsWith(markers[0]!)) fail(`${m.primary}'s reply to ${tag} (${s.kind} from ${s.from}): expected ${kind} text, found ${JSON.stringify(markers)}`);
         if (r.to !== s.from.toLowerCase()) fail(`${m.primary}'s reply to ${tag} is addressed to ${r.to}, not the sender ${s.from}`);
-        const { where } = routeOf([s.from]);
+        // an external reply lands where the sender's address leads (forwarding included); an internal one only in
+        // the sender's own mailbox, past its forwarding: internal text never leaves the organization
+        const where = kind === 'internal' ? new Set([label(world.mailboxOf(s.from)!)]) : routeOf([s.from]).where;
         const got = [...r.where.keys()];
         if (got.length !== where.size || got.some((w) => !where.has(w)) || [...r.where.values()].some((n) => n !== 1)) {
           fail(`${m.primary}'s reply to ${tag} (sender ${s.from}): expected in ${JSON.stringify([...where].sort())}, found ${JSON.stringify(Object.fromEntries(r.where))}`);
         }
         if (kind === 'internal') {
           internalReplies++;
-          // it may leave the tenant only where the sender's own mailbox forwards elsewhere (the model routed it so)
-          if (got.some((w) => !w.startsWith('ext:') ? mailboxByPrimary.get(w)!.org !== m.org : true)) internalOutsideTenant++;
+          if (got.some((w) => !w.startsWith('ext:') ? mailboxByPrimary.get(w)!.org !== m.org : true)) {
+            internalOutsideTenant++;
+            fail(`${m.primary}'s internal reply to ${tag} left the organization: found in ${JSON.stringify([...got].sort())}`);
+          }
+          if (routeOf([s.from]).where.size !== 1 || !routeOf([s.from]).where.has(label(world.mailboxOf(s.from)!))) internalPastForwarding++;
         } else externalReplies++;
       }
       for (const [pair, tags] of owed) {
@@ -498,7 +504,7 @@ for (const dialect of DIALECTS) {
 
       const stats = {
         seed: SEED, dialect, ...timings, sends: sends.length, files, sinkCopies: sink.messages.length, expectedCopies, duplicates, duplicateExamples, crossTenantMessages: crossTenant,
-        replies: replies.size, internalReplies, externalReplies, internalRepliesForwardedOutOfTenant: internalOutsideTenant, agent: agent.status(),
+        replies: replies.size, internalReplies, externalReplies, internalRepliesOutsideTenant: internalOutsideTenant, internalRepliesPastForwarding: internalPastForwarding, agent: agent.status(),
       };
       tc.diagnostic(`isolation ${JSON.stringify(stats)}`);
       if (problems.length > 0) assert.fail(`seed ${SEED} (replay: HMC_ISOLATION_SEED=${SEED}): ${problems.length} discrepancies, the first ones:\n${problems.slice(0, 15).join('\n')}`);

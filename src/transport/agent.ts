@@ -34,9 +34,9 @@ import { activeAt, automatedReason, chooseReply, claimReply, composeReply, isKno
  * - deliver: each recipient, after address mapping, whose mailbox's auto-reply answers now (Postfix's transport
  *   map, migration 0022; one recipient per delivery): the agent delivers the message to that mailbox's LMTP
  *   itself, answers Postfix with the mailbox server's answer, and only after the delivery works out the
- *   auto-reply (auto-replies.ts), internal only for a genuine stamp, and sends it to the reply listener
- *   (address mapping on, no filter) with the null envelope sender — an auto-reply is best effort, the message
- *   is not.
+ *   auto-reply (auto-replies.ts), internal only for a genuine stamp, with the null envelope sender: an external
+ *   one to the reply listener (address mapping on, no filter), an internal one into the sender's own mailbox over
+ *   its LMTP (past its forwarding) — an auto-reply is best effort, the message is not.
  * Per message the head is split off the stream; the body streams through untouched.
  */
 
@@ -304,17 +304,10 @@ export class TransportAgent {
    * mail server's answer becomes the agent's (a full mailbox: 552 and Postfix bounces; a 4xx: Postfix retries).
    */
   private async deliver(sender: string, recipient: string, out: AsyncIterable<Buffer>): Promise<string> {
-    const row = await this.o.db.selectFrom('dp_transport').select('transport').where('address', '=', recipient.toLowerCase()).executeTakeFirst();
-    const route = row ? String(row.transport) : null;
-    const to = route ? lmtpEndpoint(route) : null;
-    if (!to) {
+    const pool = await this.lmtpPoolFor(recipient);
+    if (!pool) {
       // the mailbox lost its route after Postfix accepted the message (disabled, moved, deleted): retried later
       throw smtpError(451, '4.3.0 No route to the mailbox now, try again later');
-    }
-    let pool = this.lmtpPools.get(route!);
-    if (!pool) {
-      pool = new SmtpPool(to, this.o.hostname, { lmtp: true });
-      this.lmtpPools.set(route!, pool);
     }
     let r: SendResult;
     try {
@@ -330,6 +323,30 @@ export class TransportAgent {
     const refused = r.rejectedResponses[0];
     if (refused || r.rejected.length > 0) throw smtpError(refused?.code ?? 451, lmtpText(refused?.response ?? '4.3.0 refused'));
     return `Ok: delivered, ${r.response.replace(/^250[ -]/, '').slice(0, 200)}`;
+  }
+
+  /** The LMTP connections to the mail server of the mailbox `address` routes to now (dp_transport), or null. */
+  private async lmtpPoolFor(address: string): Promise<SmtpPool | null> {
+    const row = await this.o.db.selectFrom('dp_transport').select('transport').where('address', '=', address.toLowerCase()).executeTakeFirst();
+    const route = row ? String(row.transport) : null;
+    const to = route ? lmtpEndpoint(route) : null;
+    if (!to) return null;
+    let pool = this.lmtpPools.get(route!);
+    if (!pool) {
+      pool = new SmtpPool(to, this.o.hostname, { lmtp: true });
+      this.lmtpPools.set(route!, pool);
+    }
+    return pool;
+  }
+
+  /** A reply into one mailbox (by id) over its LMTP, with the null envelope sender. */
+  private async intoMailbox(mailboxId: string, message: Buffer): Promise<void> {
+    const m = await this.o.db.selectFrom('mailboxes').select('primary_address').where('id', '=', mailboxId).executeTakeFirst();
+    const address = m ? String(m.primary_address) : null;
+    const pool = address ? await this.lmtpPoolFor(address) : null;
+    if (!pool) throw new Error(`mailbox ${mailboxId} has no route now`);
+    const r = await pool.send({ from: '', to: [address!] }, message);
+    if (r.rejected.length > 0) throw new Error(`the mailbox's server refused the reply: ${r.rejectedResponses[0]?.response ?? r.response}`);
   }
 
   private track(p: Promise<void>): void {
@@ -348,26 +365,34 @@ export class TransportAgent {
     if (settings.length === 0) return;
     const now = this.now();
     const senderDomain = this.o.cache.orgOfAddress(sender);
-    // authenticated and the sender's domain is an organization's: that organization's member
-    const authOrg = authenticated && senderDomain?.live ? senderDomain.orgId : null;
     // a mailbox writing from another of its addresses (an alias, a domain-alias spelling) is still itself
     const own = senderDomain ? await senderMailbox(this.o.db, sender, senderDomain.aliasOfName) : null;
+    // authenticated, and the address is a mailbox's of an organization: that organization's member, whose
+    // mailbox the internal reply goes to (an address of a group sent as is nobody's mailbox: external rules)
+    const authOrg = authenticated && senderDomain?.live && own ? senderDomain.orgId : null;
     for (const s of settings) {
       if (!activeAt(s, now) || s.mailboxId === own || sameMailbox(s, sender)) continue;
       const choice = await chooseReply(s, authOrg, () => isKnownSender(this.o.db, s.orgId, sender));
       if (!choice) continue;
-      await this.sendReply(s, choice, sender, fields, now, input);
+      await this.sendReply(s, choice, sender, choice.kind === 'internal' ? own : null, fields, now, input);
     }
   }
 
-  private async sendReply(s: AutoReplySetting, choice: { kind: 'internal' | 'external'; text: string }, sender: string, fields: HeaderField[], now: number, input: AgentInput): Promise<void> {
+  /**
+   * One reply. The external one goes to Postfix's reply listener (address mapping on: it reaches the sender
+   * wherever the sender's address leads). The internal one goes straight into the sender's own mailbox (`into`)
+   * over its LMTP, past any forwarding of that mailbox: the internal text never leaves the organization, not even
+   * where a member forwards its mail elsewhere.
+   */
+  private async sendReply(s: AutoReplySetting, choice: { kind: 'internal' | 'external'; text: string }, sender: string, into: string | null, fields: HeaderField[], now: number, input: AgentInput): Promise<void> {
     if (!(await claimReply(this.o.db, s.mailboxId, sender, now, this.o.replyPeriodMs))) {
       this.m.replies.inc({ kind: choice.kind, outcome: 'repeated' });
       return;
     }
     try {
       const message = await composeReply(s, choice, sender, fields, this.o.hostname);
-      await this.replyPool.send({ from: '', to: [sender] }, message);
+      if (choice.kind === 'internal') await this.intoMailbox(into!, message);
+      else await this.replyPool.send({ from: '', to: [sender] }, message);
       this.counts.replies++;
       this.m.replies.inc({ kind: choice.kind, outcome: 'sent' });
       this.log.info({ mailboxId: s.mailboxId, kind: choice.kind, input }, 'auto-reply sent');
