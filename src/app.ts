@@ -218,8 +218,9 @@ export async function createPlatform(config: Config, opts: PlatformOptions = {})
   let policy: PolicyService | null = null;
   let agents: TransportAgent[] = [];
   let transportCache = domainCache;
-  /** Data planes whose agents run here (by directory). */
-  const served = new Set<string>();
+  /** Data planes whose agents run here, by directory: the agent settings they were started with, and the agent. */
+  const served = new Map<string, { settings: string; agent: TransportAgent }>();
+  const settingsOf = (m: Manifest) => JSON.stringify(m.agent);
   async function startTransport(manifests: Manifest[] = agentPlanes): Promise<TransportAgent[]> {
     if (manifests.length === 0) return [];
     if (!transportCache) {
@@ -230,8 +231,24 @@ export async function createPlatform(config: Config, opts: PlatformOptions = {})
     const started = await startAgents(manifests, { db: store.db, cache: transportCache, secret: loadTransportSecret(config),
       replyPeriodMs: config.autoReplyPeriodHours * 3600_000, log, registry: metrics.registry });
     agents = [...agents, ...started];
-    for (const m of manifests) served.add(m.dir);
+    manifests.forEach((m, i) => served.set(m.dir, { settings: settingsOf(m), agent: started[i]! }));
     return started;
+  }
+  /**
+   * A data plane rendered again with other agent settings (ports, host name): its agent stops (Postfix keeps
+   * what it has not handed over, and the re-rendered Postfix sends to the new ports) and one with the new
+   * settings starts.
+   */
+  async function restartTransport(manifests: Manifest[]): Promise<void> {
+    for (const m of manifests) {
+      const old = served.get(m.dir);
+      if (old) {
+        agents = agents.filter((a) => a !== old.agent);
+        served.delete(m.dir);
+        await old.agent.close();
+      }
+    }
+    await startTransport(manifests);
   }
   let discoverTimer: NodeJS.Timeout | null = null;
   /** Under `hmc serve`: agents for data planes rendered under the root after the start, without a restart. */
@@ -240,15 +257,21 @@ export async function createPlatform(config: Config, opts: PlatformOptions = {})
     const unreadable = new Set<string>();
     discoverTimer = setInterval(() => {
       if (busy) return;
-      const fresh = agentDataplanes(root, (dir, e) => {
+      const found = agentDataplanes(root, (dir, e) => {
         if (!unreadable.has(dir)) log.warn({ err: e, dir }, 'a data plane manifest could not be read; looking again later');
         unreadable.add(dir);
-      }).filter((m) => !served.has(m.dir));
-      if (fresh.length === 0) return;
+      });
+      const fresh = found.filter((m) => !served.has(m.dir));
+      const changed = found.filter((m) => served.has(m.dir) && served.get(m.dir)!.settings !== settingsOf(m));
+      if (fresh.length === 0 && changed.length === 0) return;
       busy = true;
-      startTransport(fresh).then(
-        () => log.info({ servers: fresh.map((m) => m.server.name) }, 'transport agents started for new data planes'),
-        (e) => log.warn({ err: e, servers: fresh.map((m) => m.server.name) }, 'transport agents for new data planes could not start; trying again later'),
+      const servers = (l: Manifest[]) => l.map((m) => m.server.name);
+      restartTransport(changed).then(
+        () => changed.length > 0 && log.info({ servers: servers(changed) }, 'transport agents restarted for data planes rendered with other agent settings'),
+        (e) => log.warn({ err: e, servers: servers(changed) }, 'transport agents for re-rendered data planes could not start; trying again later'),
+      ).then(() => startTransport(fresh)).then(
+        () => fresh.length > 0 && log.info({ servers: servers(fresh) }, 'transport agents started for new data planes'),
+        (e) => log.warn({ err: e, servers: servers(fresh) }, 'transport agents for new data planes could not start; trying again later'),
       ).finally(() => {
         busy = false;
       });

@@ -10,7 +10,8 @@ import { eventually, freePorts, registerMailServer } from './dataplane-support.j
 
 /**
  * `hmc serve` starts the transport agent of a data plane rendered under HMC_DATAPLANE_ROOT after it started
- * (HMC_TRANSPORT_DISCOVER_SECONDS), once, and an unreadable manifest next to it does not stop that. The agent
+ * (HMC_TRANSPORT_DISCOVER_SECONDS), once, moves it when the plane is rendered again with other agent ports, and an
+ * unreadable manifest next to it does not stop that. The agent
  * needs no running Postfix to listen: the test talks to its MX port directly.
  */
 
@@ -63,6 +64,17 @@ for (const dialect of DIALECTS) {
       await new Promise((r) => setTimeout(r, 2500));
       assert.equal(t.platform.agents.length, 1);
       assert.match(await greeting(m.agent!.mxPort), /^220 /);
+
+      // rendered again with other agent ports: the agent moves to them, still one
+      const [mx2, reinject2, reply2, deliver2] = await freePorts(4);
+      const m2 = await renderDataplane(t.platform.store.db, 'dp-late', {
+        outDir: join(root, 'dp-late'), database, smtpPort: smtpPort!, plaintextAuth: true,
+        transportAgent: { mxPort: mx2!, submissionPort: null, deliverPort: deliver2!, reinjectPort: reinject2!, replyPort: reply2! },
+      });
+      await eventually('the agent on its new MX port', () => greeting(m2.agent!.mxPort).catch(() => 'refused'), (g) => /^220 /.test(g), 15_000);
+      assert.equal(t.platform.agents.length, 1);
+      assert.equal(t.platform.agents[0]!.port('mx'), mx2);
+      await assert.rejects(greeting(m.agent!.mxPort), 'the old MX port is closed');
     });
   });
 }
