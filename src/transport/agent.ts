@@ -35,8 +35,9 @@ import { activeAt, automatedReason, chooseReply, claimReply, composeReply, isKno
  *   map, migration 0022; one recipient per delivery): the agent delivers the message to that mailbox's LMTP
  *   itself, answers Postfix with the mailbox server's answer, and only after the delivery works out the
  *   auto-reply (auto-replies.ts), internal only for a genuine stamp, with the null envelope sender: an external
- *   one to the reply listener (address mapping on, no filter), an internal one into the sender's own mailbox over
- *   its LMTP (past its forwarding) — an auto-reply is best effort, the message is not.
+ *   one to the reply listener (address mapping on, no filter), an internal one to the sender's own mailbox's
+ *   primary address through the reinjection listener (no address mapping: past its forwarding) — an auto-reply
+ *   is best effort, the message is not.
  * Per message the head is split off the stream; the body streams through untouched.
  */
 
@@ -339,14 +340,16 @@ export class TransportAgent {
     return pool;
   }
 
-  /** A reply into one mailbox (by id) over its LMTP, with the null envelope sender. */
+  /**
+   * A reply into one mailbox (by id), with the null envelope sender: to its primary address through Postfix's
+   * reinjection listener, which maps no address (no alias, group or forwarding expansion), so the mailbox's own
+   * route takes it; Postfix queues and retries it like any message.
+   */
   private async intoMailbox(mailboxId: string, message: Buffer): Promise<void> {
     const m = await this.o.db.selectFrom('mailboxes').select('primary_address').where('id', '=', mailboxId).executeTakeFirst();
-    const address = m ? String(m.primary_address) : null;
-    const pool = address ? await this.lmtpPoolFor(address) : null;
-    if (!pool) throw new Error(`mailbox ${mailboxId} has no route now`);
-    const r = await pool.send({ from: '', to: [address!] }, message);
-    if (r.rejected.length > 0) throw new Error(`the mailbox's server refused the reply: ${r.rejectedResponses[0]?.response ?? r.response}`);
+    if (!m) throw new Error(`mailbox ${mailboxId} is gone`);
+    const r = await this.reinjectPool.send({ from: '', to: [String(m.primary_address)] }, message);
+    if (r.rejected.length > 0) throw new Error(`Postfix refused the reply: ${r.rejectedResponses[0]?.response ?? r.response}`);
   }
 
   private track(p: Promise<void>): void {
@@ -380,8 +383,8 @@ export class TransportAgent {
 
   /**
    * One reply. The external one goes to Postfix's reply listener (address mapping on: it reaches the sender
-   * wherever the sender's address leads). The internal one goes straight into the sender's own mailbox (`into`)
-   * over its LMTP, past any forwarding of that mailbox: the internal text never leaves the organization, not even
+   * wherever the sender's address leads). The internal one goes to the sender's own mailbox (`into`) alone,
+   * past any forwarding of that mailbox (intoMailbox): the internal text never leaves the organization, not even
    * where a member forwards its mail elsewhere.
    */
   private async sendReply(s: AutoReplySetting, choice: { kind: 'internal' | 'external'; text: string }, sender: string, into: string | null, fields: HeaderField[], now: number, input: AgentInput): Promise<void> {
