@@ -36,3 +36,13 @@ test('an ORCPT naming the recipient itself is left out; another one is kept (its
   ]));
   assert.deepEqual(groups.map((g) => [g.to, g.dsn?.orcpt]), [[['b@x.example', 'c@x.example'], null], [['d@x.example'], 'rfc822;list@x.example']]);
 });
+
+test('without NOTIFY the ORCPT Postfix adds for rewritten recipients is left out: ordinary mail to a group stays one transaction', () => {
+  const groups = dsnGroups(envelope([
+    { address: 'b@x.example', dsn: { orcpt: 'rfc822;team@x.example' } },
+    { address: 'c@x.example', dsn: { orcpt: 'rfc822;team@x.example' } },
+    { address: 'd@x.example', dsn: { orcpt: 'rfc822;forwarder@x.example' } },
+    { address: 'e@x.example' },
+  ]));
+  assert.deepEqual(groups, [{ to: ['b@x.example', 'c@x.example', 'd@x.example', 'e@x.example'] }]);
+});

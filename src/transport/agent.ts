@@ -436,9 +436,10 @@ interface Envelope {
 /**
  * The recipients of a message grouped by their DSN parameters, each group one transaction back to Postfix with
  * the message's RET and ENVID and the group's NOTIFY and ORCPT (nodemailer gives every RCPT of a transaction the
- * same). An ORCPT that only repeats the recipient is left out: the reinjected copy's recipient is that address.
- * Postfix's own ORCPT is off (enable_original_recipient = no), so only a client's ORCPT arrives: one group for a
- * message whose recipients asked alike, the common case. Without DSN parameters: one group, no DSN.
+ * same). Postfix gives a recipient it rewrote (an alias, a group member, a forwarding target) the address the
+ * sender wrote as ORCPT, so passing every ORCPT would split ordinary mail to a group into several queue files: an
+ * ORCPT is passed only for a recipient that asked for notices (NOTIFY), and never one that only repeats the
+ * recipient. So mail without DSN requests is one group, as is a message whose recipients asked alike.
  */
 export function dsnGroups(env: SMTPServerSession['envelope']): Envelope[] {
   const ret = env.dsn?.ret === 'FULL' || env.dsn?.ret === 'HDRS' ? env.dsn.ret : null;
@@ -447,7 +448,7 @@ export function dsnGroups(env: SMTPServerSession['envelope']): Envelope[] {
   for (const r of env.rcptTo) {
     const d = (r as { dsn?: { notify?: string[]; orcpt?: string } }).dsn;
     const notify = d?.notify?.length ? d.notify.join(',') : null;
-    const orcpt = d?.orcpt && d.orcpt.toLowerCase() !== `rfc822;${r.address.toLowerCase()}` ? d.orcpt : null;
+    const orcpt = notify && d?.orcpt && d.orcpt.toLowerCase() !== `rfc822;${r.address.toLowerCase()}` ? d.orcpt : null;
     const key = `${notify ?? ''}\n${orcpt ?? ''}`;
     let g = groups.get(key);
     if (!g) {
