@@ -46,6 +46,16 @@ function flakyHomesFake(inner: HomeDirectoryProvider, failures: number): HomeDir
   };
 }
 
+/**
+ * /metrics once `done` holds (or after 5 s): the worker counts a finished request once its commit is durable
+ * (SQLite: after the WAL sync, which may return a moment after a reader already sees the new state).
+ */
+async function metricsUntil(p: { call: TestPlatform['call'] }, done: (metrics: string) => boolean): Promise<string> {
+  let m = '';
+  for (const until = Date.now() + 5000; !done((m = (await p.call('GET', '/metrics', { token: '' })).body)) && Date.now() < until; ) await new Promise((res) => setTimeout(res, 20));
+  return m;
+}
+
 for (const dialect of DIALECTS) {
   describe(`engine [${dialect}]`, () => {
     let t: TestPlatform;
@@ -121,7 +131,8 @@ for (const dialect of DIALECTS) {
     test('a permanent job failure fails the request and compensates: state and disk back to before, audit shows both', async () => {
       const { org } = await t.tenant('comp');
       const block = blockOrgFolder(org.id);
-      const failedCount = async () => Number(/^hmc_requests_finished_total\{procedure="directory.create_user",state="failed"\} (\d+)$/m.exec((await t.call('GET', '/metrics', { token: '' })).body)?.[1] ?? 0);
+      const failed = /^hmc_requests_finished_total\{procedure="directory.create_user",state="failed"\} (\d+)$/m;
+      const failedCount = async () => Number(failed.exec((await t.call('GET', '/metrics', { token: '' })).body)?.[1] ?? 0);
       const failedBefore = await failedCount();
 
       const r = await t.call('POST', `/api/v1/organizations/${org.id}/users`, { body: { login: 'doomed@comp.example', password: 'doomed-password' } });
@@ -132,8 +143,8 @@ for (const dialect of DIALECTS) {
       assert.equal(req.state, 'failed');
       assert.equal(req.error.code, 'backend_failed', JSON.stringify(req.error));
       assert.ok(req.finishedAt);
-      // /metrics counts it as a failure of its procedure (once the worker's transaction is counted: poll briefly)
-      for (const until = Date.now() + 5000; (await failedCount()) === failedBefore && Date.now() < until; ) await new Promise((res) => setTimeout(res, 20));
+      // /metrics counts it as a failure of its procedure (once the worker's transaction is counted)
+      await metricsUntil(t, (m) => Number(failed.exec(m)?.[1] ?? 0) !== failedBefore);
       assert.equal(await failedCount(), failedBefore + 1);
 
       // the user is gone from the API
@@ -293,11 +304,8 @@ for (const dialect of DIALECTS) {
         assert.equal(homes.calls.get(user.id), 3);
         assert.ok(existsSync(join(root, org.id, user.id)));
         assert.equal((await f.ok('GET', `/api/v1/organizations/${org.id}/users/${user.id}`)).state, 'active');
-        // the worker counts a finished request once its commit is durable (SQLite: after the WAL sync, which
-        // may return a moment after a reader already sees the new state): poll briefly
         const succeeded = /^hmc_requests_finished_total\{procedure="directory.create_user",state="succeeded"\} 1$/m;
-        let metrics = '';
-        for (const until = Date.now() + 5000; !succeeded.test((metrics = (await f.call('GET', '/metrics', { token: '' })).body)) && Date.now() < until; ) await new Promise((res) => setTimeout(res, 20));
+        const metrics = await metricsUntil(f, (m) => succeeded.test(m));
         assert.match(metrics, /hmc_jobs_finished_total\{kind="files.converge_home",outcome="retry"\} 2/);
         assert.match(metrics, succeeded);
         assert.doesNotMatch(metrics, /hmc_requests_finished_total\{[^}]*state="failed"/);

@@ -78,29 +78,28 @@ for (const dialect of DIALECTS) {
     const flush = () => execFileSync('postqueue', ['-c', dp!.manifest.postfixConfigDir, '-f']);
     const subjects = () => folderSubjects(ports.imap, alice, password);
 
-    /** Mail alice submits (authenticated) to the outside: the agent's submission input, then the relayhost (the sink). */
-    async function submitMany(prefix: string, n: number): Promise<string[]> {
-      const s = nodemailer.createTransport({ host: '127.0.0.1', port: ports.submission, secure: false, ignoreTLS: true, auth: { user: alice, pass: password }, pool: true, maxConnections: 2 });
+    /** `n` messages (subjects `<prefix>-<i>`) over one pooled nodemailer transport; resolves when all were accepted. */
+    async function sendAll(transport: Parameters<typeof nodemailer.createTransport>[0], prefix: string, n: number, mail: (subject: string) => Record<string, string>): Promise<string[]> {
+      const s = nodemailer.createTransport(transport);
       const list = Array.from({ length: n }, (_, i) => `${prefix}-${i}`);
       try {
-        await Promise.all(list.map((subject) => s.sendMail({ from: alice, to: 'partner@outside.example', subject, text: `submitted ${subject}\n` })));
+        await Promise.all(list.map((subject) => s.sendMail({ subject, ...mail(subject) })));
       } finally {
         s.close();
       }
       return list;
     }
+
+    /** Mail alice submits (authenticated) to the outside: the agent's submission input, then the relayhost (the sink). */
+    const submitMany = (prefix: string, n: number) =>
+      sendAll({ host: '127.0.0.1', port: ports.submission, secure: false, ignoreTLS: true, auth: { user: alice, pass: password }, pool: true, maxConnections: 2 }, prefix, n,
+        (subject) => ({ from: alice, to: 'partner@outside.example', text: `submitted ${subject}\n` }));
     const relayed = () => sink.messages.map((m) => /^Subject: (.*)$/m.exec(m.raw)?.[1]?.trim() ?? '');
 
-    async function sendMany(prefix: string, n: number): Promise<string[]> {
-      const mx = nodemailer.createTransport({ host: '127.0.0.1', port: ports.smtp, secure: false, ignoreTLS: true, pool: true, maxConnections: 4 });
-      const list = Array.from({ length: n }, (_, i) => `${prefix}-${i}`);
-      try {
-        await Promise.all(list.map((subject) => mx.sendMail({ from: 'sender@remote.example', to: alice, subject, text: `message ${subject}\n${'x'.repeat(2000)}` })));
-      } finally {
-        mx.close();
-      }
-      return list;
-    }
+    /** MX mail to alice from outside: her answering auto-reply routes it through the agent's delivery input. */
+    const sendMany = (prefix: string, n: number) =>
+      sendAll({ host: '127.0.0.1', port: ports.smtp, secure: false, ignoreTLS: true, pool: true, maxConnections: 4 }, prefix, n,
+        (subject) => ({ from: 'sender@remote.example', to: alice, text: `message ${subject}\n${'x'.repeat(2000)}` }));
 
     before(async () => {
       work = workDir();
