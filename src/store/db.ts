@@ -1,8 +1,9 @@
 import { mkdirSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import { dirname } from 'node:path';
 import SQLite from 'better-sqlite3';
-import pg from 'pg';
+import type pg from 'pg';
 import { Kysely, PostgresDialect } from 'kysely';
 import { splitSqliteDialect, type Statements } from './sqlite-driver.js';
 
@@ -25,8 +26,20 @@ export interface Store {
   close(): Promise<void>;
 }
 
-// BIGINT columns hold epoch milliseconds and counters well below 2^53: read them as numbers.
-pg.types.setTypeParser(20, (v) => Number(v));
+let pgModule: typeof pg | null = null;
+
+/**
+ * The PostgreSQL client library, loaded on first use: the embedded default (SQLite) never needs it, and
+ * loading it costs a process ~2.5 MB of heap it would keep (bench/README.md, server RSS).
+ */
+export function loadPg(): typeof pg {
+  if (!pgModule) {
+    pgModule = createRequire(import.meta.url)('pg') as typeof pg;
+    // BIGINT columns hold epoch milliseconds and counters well below 2^53: read them as numbers.
+    pgModule.types.setTypeParser(20, (v) => Number(v));
+  }
+  return pgModule;
+}
 
 /**
  * A SQLite connection with the platform's write settings (also used by the benchmark's raw baseline, so
@@ -51,7 +64,7 @@ export function openSqliteWriter(path: string, opts: { syncOnCommit?: boolean } 
 /** Open SQLite (a file path) or PostgreSQL (a `postgres://` URL). */
 export function openStore(target: { sqlitePath: string } | { url: string }, opts: { poolSize?: number } = {}): Store {
   if ('url' in target) {
-    const pool = new pg.Pool({ connectionString: target.url, max: opts.poolSize ?? 10 });
+    const pool = new (loadPg().Pool)({ connectionString: target.url, max: opts.poolSize ?? 10 });
     // an idle client losing its connection must not crash the process
     pool.on('error', () => {});
     const db: Db = new Kysely({ dialect: new PostgresDialect({ pool }) });

@@ -1,7 +1,7 @@
-import pg from 'pg';
+import type pg from 'pg';
 import { sql } from 'kysely';
 import type { Logger } from 'pino';
-import type { Db } from '../store/db.js';
+import { loadPg, type Db } from '../store/db.js';
 import { DOMAIN_CACHE_CHANNEL } from './migrations.js';
 
 /**
@@ -135,7 +135,7 @@ export function createPgChangeFeed(url: string, opts: { log: Logger; pingMs?: nu
   let pingTimer: NodeJS.Timeout | null = null;
 
   async function connect(): Promise<void> {
-    const c = new pg.Client({ connectionString: url, keepAlive: true, keepAliveInitialDelayMillis: 10_000,
+    const c = new (loadPg().Client)({ connectionString: url, keepAlive: true, keepAliveInitialDelayMillis: 10_000,
       connectionTimeoutMillis: opts.connectTimeoutMs ?? 10_000, query_timeout: 10_000, application_name: 'hmc domain cache' });
     // errors surface as 'error' events too (a server restart, a terminated backend): never an unhandled one
     c.on('error', (err) => lost(c, err));

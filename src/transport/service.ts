@@ -10,7 +10,7 @@ import type { Db } from '../store/db.js';
 import { readManifest } from '../dataplane/instance.js';
 import type { Manifest } from '../dataplane/render.js';
 import type { DomainCache } from './domain-cache.js';
-import { TransportAgent } from './agent.js';
+import type { TransportAgent } from './agent.js';
 import { parseListenAddress } from '../dataplane/policy.js';
 
 /**
@@ -70,10 +70,15 @@ export interface AgentRuntime {
   registry: Registry;
 }
 
-/** The agent of one data plane, from its manifest (not started). */
-export function agentFor(m: Manifest, rt: AgentRuntime): TransportAgent {
+/**
+ * The agent of one data plane, from its manifest (not started). The agent's SMTP and MIME libraries
+ * (smtp-server, nodemailer, libmime and its charset tables) are loaded only here, by a process that runs an
+ * agent: a platform without data planes never needs them (about 3 MB of live heap, bench/README.md).
+ */
+export async function agentFor(m: Manifest, rt: AgentRuntime): Promise<TransportAgent> {
   const a = m.agent;
   if (!a) throw Errors.invalidRequest(`the data plane in ${m.dir} was rendered without a transport agent (--agent-port)`);
+  const { TransportAgent } = await import('./agent.js');
   return new TransportAgent({
     db: rt.db, cache: rt.cache, secret: rt.secret, replyPeriodMs: rt.replyPeriodMs, hostname: a.hostname,
     mx: { host: a.host, port: a.mxPort },
@@ -92,7 +97,7 @@ export async function startAgents(manifests: Manifest[], rt: AgentRuntime): Prom
   const agents: TransportAgent[] = [];
   try {
     for (const m of manifests) {
-      const a = agentFor(m, rt);
+      const a = await agentFor(m, rt);
       await a.start();
       agents.push(a);
     }
