@@ -48,15 +48,17 @@ const strict = { additionalProperties: false } as const;
 /** A procedure input: the ids from the path plus the body's fields (the route checks the body on its own). */
 const withRef = <T extends Record<string, any>>(ref: Record<string, any>, body: T) => Type.Object({ ...ref, ...(body as any).properties }, strict);
 
+const ORG_BY_ID = 'SELECT * FROM organizations WHERE id = ?';
+
 /**
  * Lock a parent row for the rest of the transaction. PostgreSQL: FOR SHARE when adding children
  * (many may add at once, but a concurrent delete or move waits), FOR UPDATE when changing the parent.
  * SQLite has one writer, so the plain read is already serialised.
  */
 export async function lockOrg(ctx: ProcContext, orgId: string, mode: 'share' | 'update'): Promise<any> {
-  let q = ctx.tx.selectFrom('organizations').selectAll().where('id', '=', orgId);
-  if (ctx.dialect === 'postgres') q = mode === 'share' ? q.forShare() : q.forUpdate();
-  const org = await q.executeTakeFirst();
+  // fixed SQL text: every change inside an organization runs this first (store/compiled.ts)
+  const text = ctx.dialect === 'sqlite' ? ORG_BY_ID : mode === 'share' ? `${ORG_BY_ID} FOR SHARE` : `${ORG_BY_ID} FOR UPDATE`;
+  const org = (await runSql(ctx.tx, text, [orgId])).rows[0];
   if (!org || !nodeInScope(ctx.principal, { resellerId: org.reseller_id, orgId: org.id })) throw Errors.notFound(`organization ${orgId} not found`);
   if (roleLevel(ctx.principal.role) === 'user') throw Errors.notFound(`organization ${orgId} not found`);
   return org;

@@ -1,6 +1,7 @@
 import type { SelectQueryBuilder } from 'kysely';
 import { Errors } from '../core/errors.js';
 import { roleLevel, type Principal } from '../core/tenancy.js';
+import { runSql } from '../store/compiled.js';
 import type { Db } from '../store/db.js';
 import { page, type Page, type PageParams } from '../store/page.js';
 import { escapeLike, prefixMatch } from '../store/prefix.js';
@@ -49,6 +50,17 @@ export function organizationsQuery(db: Db, p: Principal): Q {
   if (level === 'provider') return q;
   if (level === 'reseller') return q.where('reseller_id', '=', p.resellerId);
   return q.where('id', '=', p.orgId);
+}
+
+/**
+ * Whether the caller can see organization `id`: organizationsQuery's scope as fixed SQL text, since every
+ * call on a path under /organizations/{orgId} asks it first (store/compiled.ts).
+ */
+export async function organizationVisible(db: Db, p: Principal, id: string): Promise<boolean> {
+  const level = roleLevel(p.role);
+  if (level === 'reseller') return (await runSql(db, 'SELECT id FROM organizations WHERE id = ? AND reseller_id = ?', [id, p.resellerId])).rows.length > 0;
+  if (level !== 'provider' && id !== p.orgId) return false;
+  return (await runSql(db, 'SELECT id FROM organizations WHERE id = ?', [id])).rows.length > 0;
 }
 
 export async function getOrganization(db: Db, p: Principal, id: string): Promise<any> {

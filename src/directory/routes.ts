@@ -30,7 +30,7 @@ const Prefix = Type.Optional(Type.String({ maxLength: 254, description: 'prefix 
 /** Which ids the caller can see, checked before validation so other tenants' objects are 404 on every route. */
 export const directoryVisibility: VisibilityRegistry = {
   reseller: async (db, p, id) => !!(await repo.resellersQuery(db, p).select('id').where('id', '=', id).executeTakeFirst()),
-  organization: async (db, p, id) => !!(await repo.organizationsQuery(db, p).select('id').where('id', '=', id).executeTakeFirst()),
+  organization: (db, p, id) => repo.organizationVisible(db, p, id),
   domain: async (db, p, id) => roleLevel(p.role) !== 'user' && !!(await repo.inScope(db.selectFrom('domains').select('id'), p).where('id', '=', id).executeTakeFirst()),
   user: async (db, p, id) => {
     let q = repo.inScope(db.selectFrom('users').select('id'), p).where('id', '=', id);

@@ -195,11 +195,12 @@ export class Engine {
       const input = this.validate(procId, rawInput);
       if (!roleCovers(principal.role, proc.minRole)) throw Errors.forbidden(`${procId} needs the ${proc.minRole} role or higher`);
       const redacted = redact(input, proc.secrets);
-      const inputHash = sha256(procId + canonicalJson(redacted));
       const key = opts.idempotencyKey && principal.tokenId ? opts.idempotencyKey : undefined;
+      // only a request with a key can be replayed, so only then is its input hashed (and compared on replay)
+      const inputHash = key ? sha256(procId + canonicalJson(redacted)) : null;
       if (key) {
         const prior = await this.findByKey(principal.tokenId!, key);
-        if (prior) return this.replay<R>(prior, inputHash);
+        if (prior) return this.replay<R>(prior, inputHash!);
       }
       const prepared = proc.prepare ? await proc.prepare(input as never, this.prepareDeps) : input;
       let out: { requestId: string; state: RequestState; result: R; jobs: number; keys: string[] | undefined };
@@ -250,7 +251,7 @@ export class Engine {
           // one fail on the procedure's own uniqueness check (e.g. address_taken) before the request row's key
           // index is reached, so any error is checked, not only a unique violation on the key.
           const prior = await this.findByKey(principal.tokenId!, key);
-          if (prior) return this.replay<R>(prior, inputHash);
+          if (prior) return this.replay<R>(prior, inputHash!);
         }
         throw e;
       }
