@@ -592,7 +592,7 @@ async function main(): Promise<void> {
     startedAt: started.toISOString(),
     seconds: round((performance.now() - t0) / 1000, 1),
     machine: { ...machineAtStart, loadAverage: { atStart: machineAtStart.loadAverage, atEnd: os.loadavg().map((l) => round(l)) } },
-    parameters: { users: N_USERS, inProcessConcurrency: CONCURRENCY, httpClients: CLIENTS, listUsers: N_LIST, listIterations: LIST_ITER, bcryptCost: BCRYPT_COST, passwordHash: '{BLF-CRYPT}, one hash reused' },
+    parameters: { users: N_USERS, inProcessConcurrency: CONCURRENCY, httpClients: CLIENTS, httpWarmupUsers: WARMUP, listUsers: N_LIST, listIterations: LIST_ITER, bcryptCost: BCRYPT_COST, passwordHash: '{BLF-CRYPT}, one hash reused' },
     hashing,
     databases,
     targets,
