@@ -30,7 +30,7 @@ let pgModule: typeof pg | null = null;
 
 /**
  * The PostgreSQL client library, loaded on first use: the embedded default (SQLite) never needs it, and
- * loading it costs a process ~2.5 MB of heap it would keep (bench/README.md, server RSS).
+ * loading it costs a process ~1.5 MB of heap it would keep (bench/README.md, server memory).
  */
 export function loadPg(): typeof pg {
   if (!pgModule) {

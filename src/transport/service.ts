@@ -73,7 +73,7 @@ export interface AgentRuntime {
 /**
  * The agent of one data plane, from its manifest (not started). The agent's SMTP and MIME libraries
  * (smtp-server, nodemailer, libmime and its charset tables) are loaded only here, by a process that runs an
- * agent: a platform without data planes never needs them (about 3 MB of live heap, bench/README.md).
+ * agent: a platform without data planes never needs them (about 3.6 MB of live heap, bench/README.md).
  */
 export async function agentFor(m: Manifest, rt: AgentRuntime): Promise<TransportAgent> {
   const a = m.agent;
