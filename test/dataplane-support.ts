@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { chmodSync, existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { SMTPServer } from 'smtp-server';
@@ -103,12 +104,18 @@ export interface RunningDataplane {
   stop(): Promise<void>;
 }
 
-/** Render mail server `server` through the CLI (as an operator would) into `dir` and start it. */
-export async function startDataplane(t: TestPlatform, server: string, dir: string, args: string[]): Promise<RunningDataplane> {
+/**
+ * Render mail server `server` through the CLI (as an operator would) into `dir` and start it. `postfix`:
+ * main.cf settings changed with postconf after the render, as an operator may (e.g. a test that waits for
+ * every message shortens Postfix's retry of deferred mail from its 5-10 minutes).
+ */
+export async function startDataplane(t: TestPlatform, server: string, dir: string, args: string[], opts: { postfix?: Record<string, string> } = {}): Promise<RunningDataplane> {
   const io = fakeIo({ env: { HMC_DATA_DIR: t.config.dataDir, ...(t.tdb.url ? { HMC_DATABASE_URL: t.tdb.url } : {}) } });
   const code = await main(['dataplane', 'render', '--server', server, '--out', dir, '--plaintext-auth', '--no-auth-penalty', '--json', ...args], io);
   if (code !== 0) throw new Error(`dataplane render failed (${code}): ${io.errors()}`);
   const manifest = JSON.parse(io.output()) as Manifest;
+  const settings = Object.entries(opts.postfix ?? {}).map(([k, v]) => `${k}=${v}`);
+  if (settings.length > 0) execFileSync('postconf', ['-c', join(dir, 'postfix/etc'), '-e', ...settings]);
   // through the CLI, as an operator starts and stops them
   const cli = async (verb: 'up' | 'down') => {
     const out = fakeIo();
